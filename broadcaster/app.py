@@ -1,0 +1,138 @@
+"""Wiring and lifecycle: build the program and its outputs from the config, run, shut down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from broadcaster.config import Config, ConfigError, OutputConfig, RecordOutputConfig, RtmpOutputConfig
+from broadcaster.control.status import StatusReporter
+from broadcaster.face.avatar import load_avatar
+from broadcaster.face.compositor import Compositor, make_background
+from broadcaster.stream.clock import ProgramClock, Timing
+from broadcaster.stream.encoder import AAC_FRAME, Encoder
+from broadcaster.stream.outputs.base import PacketOutput
+from broadcaster.stream.outputs.recorder import Recorder
+from broadcaster.stream.outputs.rtmp import RtmpOutput
+from broadcaster.stream.program import Program
+from broadcaster.voice.pcm import read_audio
+from broadcaster.voice.speech_track import SpeechTrack
+
+log = logging.getLogger("broadcaster")
+
+
+def output_from_target(target: str) -> OutputConfig:
+    """An output from a ``--output`` argument, chosen by its form (URL scheme or file suffix)."""
+    lowered = target.lower()
+    if lowered.startswith(("rtmp://", "rtmps://")):
+        return RtmpOutputConfig(type="rtmp", url=target)
+    if lowered.startswith(("whip+http://", "whip+https://")):
+        raise ConfigError(f"--output {target}: WHIP outputs are not available in this version")
+    if Path(target).suffix.lower() in (".flv", ".mp4", ".mkv"):
+        return RecordOutputConfig(type="record", path=str(Path(target).resolve()))
+    raise ConfigError(f"--output {target!r}: expected an rtmp:// or rtmps:// URL or a file ending .flv, .mp4 or .mkv")
+
+
+@dataclass
+class RunOptions:
+    """What the command line adds to the config for one run."""
+
+    seconds: float | None = None
+    outputs: list[str] = field(default_factory=list)
+    play_wav: list[Path] = field(default_factory=list)
+
+
+class Broadcaster:
+    """One live room's process: the program, the encoder and the outputs, and their order of shutdown."""
+
+    def __init__(self, cfg: Config, options: RunOptions) -> None:
+        self.cfg = cfg
+        self.timing = Timing(cfg.program.fps, cfg.program.sample_rate)
+        self.clock = ProgramClock(self.timing)
+        size = cfg.program.size
+        background = make_background(size, cfg.program.background, cfg.base_dir)
+        avatar = load_avatar(cfg.resolve(cfg.avatar.dir), cfg.avatar.name)
+        self.compositor = Compositor(size, background, avatar, cfg.avatar)
+        self.speech = SpeechTrack(self.timing.sample_rate)
+        for wav in options.play_wav:
+            pcm = read_audio(wav, self.timing.sample_rate)
+            self.speech.append(pcm, self.timing.sample_rate)
+            log.info("queued %s (%.2f s)", wav, len(pcm) / self.timing.sample_rate)
+        configs = [*cfg.outputs, *(output_from_target(t) for t in options.outputs)]
+        self.encoder: Encoder | None = None
+        self.outputs: list[PacketOutput] = []
+        if configs:
+            lead_ticks = self.timing.ticks(cfg.program.lead_ms / 1000)
+            self.encoder = Encoder(self.timing, size, cfg.encoder, queue_ticks=lead_ticks + self.timing.fps)
+            self.outputs = [self._output(c, self.encoder) for c in configs]
+            for output in self.outputs:
+                self.encoder.add_sink(output)
+        else:
+            log.warning("no outputs configured: the program runs but goes nowhere (add [[outputs]] or --output)")
+        self._finished: asyncio.Event | None = None
+        max_ticks = self.timing.ticks(options.seconds) if options.seconds is not None else None
+        self.program = Program(self.clock, self.compositor, self.speech, [self.encoder] if self.encoder else [],
+                               lead_s=cfg.program.lead_ms / 1000, max_ticks=max_ticks,
+                               on_finished=self._program_finished)
+        self.status = StatusReporter(self.program, self.encoder, self.outputs)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _packets(self, seconds: float) -> int:
+        return int(seconds * (self.timing.fps + self.timing.sample_rate / AAC_FRAME)) + 1
+
+    def _output(self, c: OutputConfig, encoder: Encoder) -> PacketOutput:
+        if isinstance(c, RtmpOutputConfig):
+            return RtmpOutput(c, encoder.templates, self.clock, encoder.request_keyframe,
+                              self._packets(c.queue_seconds))
+        return Recorder(self.cfg.resolve(c.path), encoder.templates, self.timing, c.segment_seconds,
+                        self._packets(c.queue_seconds))
+
+    def _program_finished(self) -> None:
+        if self._loop is not None and self._finished is not None:
+            self._loop.call_soon_threadsafe(self._finished.set)
+
+    def stop(self) -> None:
+        """Ask the run to end (signal handlers, tests)."""
+        self._program_finished()
+
+    async def _report(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.program.status_interval_s)
+            log.info("%s", self.status.line())
+
+    async def run(self) -> dict[str, Any]:
+        """Run until ``--for`` elapses or a signal arrives; returns the run's summary."""
+        self._loop = asyncio.get_running_loop()
+        self._finished = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self._loop.add_signal_handler(sig, self.stop)
+        for output in self.outputs:
+            output.start()
+        if self.encoder is not None:
+            self.encoder.start()
+        self.program.start()
+        log.info("on air: %dx%d at %d fps, %d output(s)", *self.cfg.program.size, self.timing.fps, len(self.outputs))
+        reporter = asyncio.create_task(self._report())
+        try:
+            await self._finished.wait()
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+            await self._shutdown()
+        return self.status.summary()
+
+    async def _shutdown(self) -> None:
+        self.program.stop()
+        await asyncio.to_thread(self.program.join, 10.0)
+        if self.encoder is not None:
+            await asyncio.to_thread(self.encoder.close, 20.0)
+        for output in self.outputs:
+            if not await asyncio.to_thread(output.close, 20.0):
+                log.warning("%s %s did not finish in time", output.kind, output.name)

@@ -1,0 +1,105 @@
+"""The command line: ``run``, ``check-config`` and ``avatar build``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from broadcaster.config import Config, ConfigError, load_config
+from broadcaster.face.avatar import AvatarError, load_avatar
+from broadcaster.face.builder import build_avatar
+
+log = logging.getLogger("broadcaster")
+
+EXIT_CONFIG = 2
+
+
+def _default_config() -> Path | None:
+    path = Path("config.toml")
+    return path if path.is_file() else None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="broadcaster", description="A 24/7 AI virtual streamer.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", type=Path, default=None, help="config file (default: ./config.toml if present)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set program.fps=30 (repeatable)")
+
+    run = sub.add_parser("run", help="put the program on air")
+    with_config(run)
+    run.add_argument("--for", dest="seconds", type=float, default=None, help="run this many seconds, then exit 0")
+    run.add_argument("--output", dest="outputs", action="append", default=[], metavar="TARGET",
+                     help="add an output: rtmp(s):// URL or a .flv/.mp4/.mkv recording path (repeatable)")
+    run.add_argument("--play-wav", dest="play_wav", action="append", default=[], type=Path, metavar="FILE",
+                     help="put an audio file on air, in order, from the first tick (repeatable)")
+
+    check = sub.add_parser("check-config", help="validate the config; exit 2 naming the offending key")
+    with_config(check)
+
+    avatar = sub.add_parser("avatar", help="avatar assets")
+    avatar_sub = avatar.add_subparsers(dest="avatar_command", required=True)
+    build = avatar_sub.add_parser("build", help="build an avatar from a photo, a video or a folder of frames")
+    with_config(build)
+    build.add_argument("source", type=Path)
+    build.add_argument("--name", required=True)
+    build.add_argument("--max-seconds", type=float, default=20.0, help="longest video loop kept")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config if args.config is not None else _default_config(), args.overrides)
+
+
+def _check(cfg: Config) -> None:
+    try:
+        avatar = load_avatar(cfg.resolve(cfg.avatar.dir), cfg.avatar.name)
+    except AvatarError as exc:
+        raise ConfigError(f"avatar.name = {cfg.avatar.name!r}: {exc}") from exc
+    bg = cfg.program.background
+    if not bg.startswith("#") and not cfg.resolve(bg).is_file():
+        raise ConfigError(f"program.background = {bg!r}: no image at {cfg.resolve(bg)}")
+    print(f"config OK: {cfg.program.resolution} {cfg.program.fps} fps, avatar {avatar.name!r} "
+          f"({avatar.manifest.kind}), {len(cfg.outputs)} output(s)")
+
+
+def _run(args: argparse.Namespace, cfg: Config) -> int:
+    from broadcaster.app import Broadcaster, RunOptions  # heavy imports only for run
+
+    missing = [str(p) for p in args.play_wav if not p.is_file()]
+    if missing:
+        raise ConfigError(f"--play-wav: no such file: {', '.join(missing)}")
+    app = Broadcaster(cfg, RunOptions(args.seconds, args.outputs, args.play_wav))
+    summary = asyncio.run(app.run())
+    log.info("summary %s", json.dumps(summary))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        cfg = _load(args)
+        logging.basicConfig(level=cfg.log.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            stream=sys.stderr)
+        if args.command == "check-config":
+            _check(cfg)
+            return 0
+        if args.command == "avatar":
+            root = cfg.resolve(cfg.avatar.dir)
+            folder = build_avatar(args.source, args.name, root, fps=float(cfg.program.fps),
+                                  max_seconds=args.max_seconds)
+            print(f"avatar {args.name!r} built in {folder}")
+            return 0
+        return _run(args, cfg)
+    except (ConfigError, AvatarError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130

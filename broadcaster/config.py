@@ -1,0 +1,220 @@
+"""The one config: `config.toml` parsed into typed, validated models at start (invariant 8).
+
+A wrong value is reported once, at start, as ``key = value: what is allowed``; nothing later has to
+second-guess the config.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
+RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
+RECORD_SUFFIXES = (".flv", ".mp4", ".mkv")
+
+
+class ConfigError(Exception):
+    """A config value that is not allowed; the message names the key, the value and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProgramConfig(_Section):
+    """`[program]`: the program clock and the picture size."""
+
+    fps: Literal[25, 30] = 25
+    resolution: Literal["720p", "1080p"] = "720p"
+    sample_rate: Literal[48000] = 48000
+    lead_ms: int = Field(300, ge=80, le=2000)
+    background: str = "#1f2430"
+    status_interval_s: float = Field(10.0, gt=0, le=3600)
+
+    @field_validator("background")
+    @classmethod
+    def _background(cls, value: str) -> str:
+        if value.startswith("#") and not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+            raise ValueError("a colour is #rrggbb; anything else is taken as an image path")
+        return value
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Width and height in pixels."""
+        return RESOLUTIONS[self.resolution]
+
+
+class IdleConfig(_Section):
+    """`[avatar.idle]`: how a still photo is made to look alive."""
+
+    breathing_period_s: float = Field(4.6, ge=1.0, le=30.0)
+    breathing_amount: float = Field(0.006, ge=0.0, le=0.03)
+    sway_period_s: float = Field(7.3, ge=1.0, le=60.0)
+    sway_degrees: float = Field(0.9, ge=0.0, le=4.0)
+
+
+class AvatarConfig(_Section):
+    """`[avatar]`: which avatar is on air and where it stands."""
+
+    name: str = Field("sample", pattern=r"^[A-Za-z0-9_.-]+$")
+    dir: Path = Path("avatars")
+    scale: float = Field(1.0, ge=0.2, le=1.0)
+    align: Literal["left", "center", "right"] = "center"
+    idle: IdleConfig = IdleConfig()
+
+
+class VideoEncoding(_Section):
+    """`[encoder.video]`: H.264 settings shared by every encoded output."""
+
+    bitrate_kbps: int = Field(2500, ge=300, le=20000)
+    preset: Literal[X264_PRESETS] = "superfast"  # type: ignore[valid-type]
+    profile: Literal["baseline", "main", "high"] = "main"
+    rate_control: Literal["cbr", "vbr"] = "cbr"
+    filler: bool = False
+    gop_seconds: float = Field(2.0, ge=0.5, le=10.0)
+    threads: int = Field(1, ge=1, le=16)
+
+
+class AudioEncoding(_Section):
+    """`[encoder.audio]`: AAC-LC settings."""
+
+    bitrate_kbps: int = Field(128, ge=32, le=320)
+
+
+class EncoderConfig(_Section):
+    """`[encoder]`: one encode, shared by the RTMP outputs and the recorders."""
+
+    video: VideoEncoding = VideoEncoding()
+    audio: AudioEncoding = AudioEncoding()
+
+
+class RtmpOutputConfig(_Section):
+    """`[[outputs]] type = "rtmp"`: a push to an RTMP(S) server or platform ingest."""
+
+    type: Literal["rtmp"]
+    url: str
+    name: str = ""
+    queue_seconds: float = Field(4.0, ge=0.5, le=60.0)
+    stall_timeout_s: float = Field(6.0, ge=1.0, le=120.0)
+    backoff_initial_s: float = Field(1.0, ge=0.1, le=60.0)
+    backoff_max_s: float = Field(30.0, ge=1.0, le=600.0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.fullmatch(r"rtmps?://[^/\s]+/\S+", value):
+            raise ValueError("an rtmp:// or rtmps:// URL with a host and an app/stream path")
+        return value
+
+
+class RecordOutputConfig(_Section):
+    """`[[outputs]] type = "record"`: segmented archive files with the program's streams."""
+
+    type: Literal["record"]
+    path: str
+    segment_seconds: int = Field(3600, ge=10, le=86400)
+    queue_seconds: float = Field(10.0, ge=0.5, le=120.0)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if Path(value).suffix.lower() not in RECORD_SUFFIXES:
+            raise ValueError(f"a file path ending {', '.join(RECORD_SUFFIXES)}")
+        return value
+
+
+OutputConfig = Annotated[RtmpOutputConfig | RecordOutputConfig, Field(discriminator="type")]
+
+
+class LogConfig(_Section):
+    """`[log]`: how much the process says."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(_Section):
+    """The whole config; every field has a working default."""
+
+    program: ProgramConfig = ProgramConfig()
+    avatar: AvatarConfig = AvatarConfig()
+    encoder: EncoderConfig = EncoderConfig()
+    outputs: list[OutputConfig] = Field(default_factory=list)
+    log: LogConfig = LogConfig()
+    base_dir: Path = Field(Path(), exclude=True)
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Split ``dotted.key=value``; the value is read as TOML when it parses, else kept as a string."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected dotted.key=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set ``value`` at ``path`` inside nested dicts/lists (numeric parts index lists)."""
+    node: Any = data
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--set {'.'.join(path)}: {part!r} is not an index of a list of {len(node)}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif last:
+            node[part] = value
+        else:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict | list):
+                raise ConfigError(f"--set {'.'.join(path)}: {part!r} holds a value, not a table")
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in error["loc"] if not (isinstance(p, str) and p in ("rtmp", "record")))
+    value = error.get("input")
+    shown = "(missing)" if error["type"] == "missing" else repr(value)
+    allowed = error["msg"]
+    if error["type"] == "extra_forbidden":
+        allowed = "unknown key"
+    elif error["type"] == "literal_error":
+        allowed = "allowed: " + error["msg"].removeprefix("Input should be ")
+    elif error["type"] == "union_tag_invalid":
+        allowed = "type must be 'rtmp' or 'record'"
+    return f"{key} = {shown}: {allowed}"
+
+
+def load_config(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, override and validate the config; raise ConfigError naming the first bad key."""
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: no such config file") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        base = path.resolve().parent
+    for item in overrides:
+        apply_override(data, *parse_override(item))
+    try:
+        return Config.model_validate({**data, "base_dir": base})
+    except ValidationError as exc:
+        where = f"{path}: " if path else ""
+        raise ConfigError(where + "; ".join(_describe(dict(e)) for e in exc.errors())) from exc

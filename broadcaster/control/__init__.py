@@ -1,0 +1,1 @@
+"""Control: the status line now; the moderator API, health and metrics later."""

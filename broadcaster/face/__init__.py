@@ -1,0 +1,1 @@
+"""The face: avatar assets, idle motion and the compositor that draws each program frame."""

@@ -1,0 +1,86 @@
+"""The recorder: the program's encoded streams written to segmented files for the archive."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from broadcaster.stream.clock import Timing
+from broadcaster.stream.encoder import EncodedPacket, StreamTemplates
+from broadcaster.stream.mux import FORMAT_BY_SUFFIX, PacketMuxer
+from broadcaster.stream.outputs.base import PacketOutput
+
+log = logging.getLogger(__name__)
+
+
+def segment_path(template: Path, index: int, started: float) -> Path:
+    """The file of segment ``index``: ``{start}`` and ``{index}`` fill in; without them, later segments get -NNN."""
+    text = str(template)
+    if "{start" in text or "{index" in text:
+        return Path(text.format(start=time.strftime("%Y%m%d-%H%M%S", time.localtime(started)), index=index))
+    if index == 0:
+        return template
+    return template.with_name(f"{template.stem}-{index:03d}{template.suffix}")
+
+
+class Recorder(PacketOutput):
+    """Writes segments of about ``segment_seconds`` each, every one starting on a keyframe."""
+
+    kind = "record"
+
+    def __init__(self, path: Path, templates: StreamTemplates, timing: Timing, segment_seconds: int = 3600,
+                 capacity: int = 1000) -> None:
+        super().__init__(path.name, capacity)
+        self.template = path
+        self.fmt = FORMAT_BY_SUFFIX[path.suffix.lower()]
+        self.segment_ticks = segment_seconds * timing.fps
+        self.files: list[Path] = []
+        self._templates = templates
+        self._timing = timing
+
+    def _open(self, index: int) -> tuple[PacketMuxer, Path]:
+        path = segment_path(self.template, index, time.time())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        muxer = PacketMuxer(str(path), self.fmt, self._templates, self._timing)
+        self.files.append(path)
+        self.stats.state = f"recording {path}"
+        log.info("recording to %s", path)
+        return muxer, path
+
+    def _run(self) -> None:
+        index = 0
+        muxer: PacketMuxer | None = None
+        packet: EncodedPacket | None = None
+        try:
+            while True:
+                packet = self.next_packet() if muxer is not None else self.next_keyframe()
+                if muxer is not None and muxer.base_tick is not None and packet.kind == "video" and \
+                        packet.keyframe and packet.pts - muxer.base_tick >= self.segment_ticks:
+                    muxer.close()
+                    muxer = None
+                    index += 1
+                try:
+                    if muxer is None:
+                        muxer, _ = self._open(index)
+                    muxer.write(packet)
+                except (OSError, ValueError) as exc:
+                    self.fail(f"cannot write: {exc}; retrying at the next keyframe")
+                    if muxer is not None:
+                        self._close_quietly(muxer)
+                    muxer = None
+                    index += 1
+                    if self.wait(1.0):
+                        return
+                    continue
+                self.stats.packets += 1
+                self.stats.bytes += len(packet.data)
+        finally:
+            if muxer is not None:
+                self._close_quietly(muxer)
+
+    def _close_quietly(self, muxer: PacketMuxer) -> None:
+        try:
+            muxer.close()
+        except OSError as exc:
+            self.fail(f"closing the segment failed: {exc}")

@@ -1,0 +1,1 @@
+"""Speech: audio that goes on air, and (later) the TTS engines that make it."""

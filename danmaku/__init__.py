@@ -1,0 +1,1 @@
+"""Chat in: comment feeds and triage (arrives with the chat issue)."""
