@@ -35,7 +35,9 @@ def output_from_target(target: str) -> OutputConfig:
         raise ConfigError(f"--output {target}: WHIP outputs are not available in this version")
     if Path(target).suffix.lower() in (".flv", ".mp4", ".mkv"):
         return RecordOutputConfig(type="record", path=str(Path(target).resolve()))
-    raise ConfigError(f"--output {target!r}: expected an rtmp:// or rtmps:// URL or a file ending .flv, .mp4 or .mkv")
+    raise ConfigError(
+        f"--output {target!r}: expected an rtmp:// or rtmps:// URL or a file ending .flv, .mp4 or .mkv"
+    )
 
 
 @dataclass
@@ -73,12 +75,20 @@ class Broadcaster:
             for output in self.outputs:
                 self.encoder.add_sink(output)
         else:
-            log.warning("no outputs configured: the program runs but goes nowhere (add [[outputs]] or --output)")
+            log.warning(
+                "no outputs configured: the program runs but goes nowhere (add [[outputs]] or --output)"
+            )
         self._finished: asyncio.Event | None = None
         max_ticks = self.timing.ticks(options.seconds) if options.seconds is not None else None
-        self.program = Program(self.clock, self.compositor, self.speech, [self.encoder] if self.encoder else [],
-                               lead_s=cfg.program.lead_ms / 1000, max_ticks=max_ticks,
-                               on_finished=self._program_finished)
+        self.program = Program(
+            self.clock,
+            self.compositor,
+            self.speech,
+            [self.encoder] if self.encoder else [],
+            lead_s=cfg.program.lead_ms / 1000,
+            max_ticks=max_ticks,
+            on_finished=self._program_finished,
+        )
         self.status = StatusReporter(self.program, self.encoder, self.outputs)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -87,10 +97,16 @@ class Broadcaster:
 
     def _output(self, c: OutputConfig, encoder: Encoder) -> PacketOutput:
         if isinstance(c, RtmpOutputConfig):
-            return RtmpOutput(c, encoder.templates, self.clock, encoder.request_keyframe,
-                              self._packets(c.queue_seconds))
-        return Recorder(self.cfg.resolve(c.path), encoder.templates, self.timing, c.segment_seconds,
-                        self._packets(c.queue_seconds))
+            return RtmpOutput(
+                c, encoder.templates, self.clock, encoder.request_keyframe, self._packets(c.queue_seconds)
+            )
+        return Recorder(
+            self.cfg.resolve(c.path),
+            encoder.templates,
+            self.timing,
+            c.segment_seconds,
+            self._packets(c.queue_seconds),
+        )
 
     def _program_finished(self) -> None:
         if self._loop is not None and self._finished is not None:
@@ -117,7 +133,12 @@ class Broadcaster:
         if self.encoder is not None:
             self.encoder.start()
         self.program.start()
-        log.info("on air: %dx%d at %d fps, %d output(s)", *self.cfg.program.size, self.timing.fps, len(self.outputs))
+        log.info(
+            "on air: %dx%d at %d fps, %d output(s)",
+            *self.cfg.program.size,
+            self.timing.fps,
+            len(self.outputs),
+        )
         reporter = asyncio.create_task(self._report())
         try:
             await self._finished.wait()

@@ -28,17 +28,40 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", type=Path, default=None, help="config file (default: ./config.toml if present)")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key, e.g. --set program.fps=30 (repeatable)")
+        p.add_argument(
+            "--config", type=Path, default=None, help="config file (default: ./config.toml if present)"
+        )
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config key, e.g. --set program.fps=30 (repeatable)",
+        )
 
     run = sub.add_parser("run", help="put the program on air")
     with_config(run)
-    run.add_argument("--for", dest="seconds", type=float, default=None, help="run this many seconds, then exit 0")
-    run.add_argument("--output", dest="outputs", action="append", default=[], metavar="TARGET",
-                     help="add an output: rtmp(s):// URL or a .flv/.mp4/.mkv recording path (repeatable)")
-    run.add_argument("--play-wav", dest="play_wav", action="append", default=[], type=Path, metavar="FILE",
-                     help="put an audio file on air, in order, from the first tick (repeatable)")
+    run.add_argument(
+        "--for", dest="seconds", type=float, default=None, help="run this many seconds, then exit 0"
+    )
+    run.add_argument(
+        "--output",
+        dest="outputs",
+        action="append",
+        default=[],
+        metavar="TARGET",
+        help="add an output: rtmp(s):// URL or a .flv/.mp4/.mkv recording path (repeatable)",
+    )
+    run.add_argument(
+        "--play-wav",
+        dest="play_wav",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="put an audio file on air, in order, from the first tick (repeatable)",
+    )
 
     check = sub.add_parser("check-config", help="validate the config; exit 2 naming the offending key")
     with_config(check)
@@ -65,12 +88,14 @@ def _check(cfg: Config) -> None:
     bg = cfg.program.background
     if not bg.startswith("#") and not cfg.resolve(bg).is_file():
         raise ConfigError(f"program.background = {bg!r}: no image at {cfg.resolve(bg)}")
-    print(f"config OK: {cfg.program.resolution} {cfg.program.fps} fps, avatar {avatar.name!r} "
-          f"({avatar.manifest.kind}), {len(cfg.outputs)} output(s)")
+    print(
+        f"config OK: {cfg.program.resolution} {cfg.program.fps} fps, avatar {avatar.name!r} "
+        f"({avatar.manifest.kind}), {len(cfg.outputs)} output(s)"
+    )
 
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
-    from broadcaster.app import Broadcaster, RunOptions  # heavy imports only for run
+    from broadcaster.app import Broadcaster, RunOptions  # noqa: PLC0415 (PyAV and OpenCV load only for run)
 
     missing = [str(p) for p in args.play_wav if not p.is_file()]
     if missing:
@@ -86,15 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = _load(args)
-        logging.basicConfig(level=cfg.log.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                            stream=sys.stderr)
+        logging.basicConfig(
+            level=cfg.log.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        )
         if args.command == "check-config":
             _check(cfg)
             return 0
         if args.command == "avatar":
             root = cfg.resolve(cfg.avatar.dir)
-            folder = build_avatar(args.source, args.name, root, fps=float(cfg.program.fps),
-                                  max_seconds=args.max_seconds)
+            folder = build_avatar(
+                args.source, args.name, root, fps=float(cfg.program.fps), max_seconds=args.max_seconds
+            )
             print(f"avatar {args.name!r} built in {folder}")
             return 0
         return _run(args, cfg)

@@ -172,7 +172,9 @@ def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
         last = i == len(path) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"--set {'.'.join(path)}: {part!r} is not an index of a list of {len(node)}")
+                raise ConfigError(
+                    f"--set {'.'.join(path)}: {part!r} is not an index of a list of {len(node)}"
+                )
             if last:
                 node[int(part)] = value
             else:

@@ -31,9 +31,13 @@ class StatusReporter:
         stats = self.program.stats
         fps = (ticks - before) / (now - then) if now > then else 0.0
         late = stats.take_interval_late()
-        parts = [f"tick {ticks}", f"fps {fps:.1f}", f"lead {stats.lead_s * 1000:.0f}ms",
-                 f"late_max {late * 1000:.0f}ms" if late > float("-inf") else "late_max -",
-                 f"repeats {stats.repeats}"]
+        parts = [
+            f"tick {ticks}",
+            f"fps {fps:.1f}",
+            f"lead {stats.lead_s * 1000:.0f}ms",
+            f"late_max {late * 1000:.0f}ms" if late > float("-inf") else "late_max -",
+            f"repeats {stats.repeats}",
+        ]
         if self.encoder is not None:
             parts.append(f"encoder q={self.encoder.queued} drop={self.encoder.stats.dropped}")
         parts.extend(o.status() for o in self.outputs)
@@ -43,18 +47,31 @@ class StatusReporter:
         """Totals for the end-of-run log line."""
         stats = self.program.stats
         result: dict[str, Any] = {
-            "ticks": stats.ticks, "repeats": stats.repeats, "render_errors": stats.render_errors,
+            "ticks": stats.ticks,
+            "repeats": stats.repeats,
+            "render_errors": stats.render_errors,
             "late_max_ms": round(stats.late_max_s * 1000, 1) if stats.ticks else None,
             "resyncs": self.program.clock.resyncs,
         }
         if self.encoder is not None:
             e = self.encoder.stats
-            result["encoder"] = {"ticks": e.ticks, "dropped": e.dropped, "packets": e.packets,
-                                 "keyframes": e.keyframes}
+            result["encoder"] = {
+                "ticks": e.ticks,
+                "dropped": e.dropped,
+                "packets": e.packets,
+                "keyframes": e.keyframes,
+            }
         result["outputs"] = [
-            {"kind": o.kind, "name": o.name, "state": o.stats.state, "packets": o.stats.packets,
-             "dropped": o.stats.dropped, "reconnects": o.stats.reconnects, "errors": o.stats.errors,
-             **({"files": [str(f) for f in o.files]} if hasattr(o, "files") else {})}
+            {
+                "kind": o.kind,
+                "name": o.name,
+                "state": o.stats.state,
+                "packets": o.stats.packets,
+                "dropped": o.stats.dropped,
+                "reconnects": o.stats.reconnects,
+                "errors": o.stats.errors,
+                **({"files": [str(f) for f in o.files]} if hasattr(o, "files") else {}),
+            }
             for o in self.outputs
         ]
         return result

@@ -30,8 +30,14 @@ class AvatarManifest:
     def to_json(self) -> str:
         """The manifest as written to disk."""
         return json.dumps(
-            {"version": 1, "kind": self.kind, "size": list(self.size), "fps": self.fps,
-             "face": list(self.face) if self.face else None, "source": self.source},
+            {
+                "version": 1,
+                "kind": self.kind,
+                "size": list(self.size),
+                "fps": self.fps,
+                "face": list(self.face) if self.face else None,
+                "source": self.source,
+            },
             indent=2,
         )
 
@@ -62,8 +68,11 @@ def load_avatar(root: Path, name: str) -> Avatar:
     try:
         raw = json.loads(manifest_path.read_text(encoding="utf-8"))
         manifest = AvatarManifest(
-            kind=raw["kind"], size=(int(raw["size"][0]), int(raw["size"][1])), fps=float(raw.get("fps", 25)),
-            face=tuple(raw["face"]) if raw.get("face") else None, source=str(raw.get("source", "")),
+            kind=raw["kind"],
+            size=(int(raw["size"][0]), int(raw["size"][1])),
+            fps=float(raw.get("fps", 25)),
+            face=tuple(raw["face"]) if raw.get("face") else None,
+            source=str(raw.get("source", "")),
         )
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise AvatarError(f"avatar {name!r}: {manifest_path} is not a valid manifest: {exc}") from exc
@@ -72,7 +81,9 @@ def load_avatar(root: Path, name: str) -> Avatar:
     elif manifest.kind == "video":
         paths = sorted((folder / "frames").glob("*.jpg"))
         if len(paths) < 2:
-            raise AvatarError(f"avatar {name!r}: a video avatar needs at least 2 frames in {folder / 'frames'}")
+            raise AvatarError(
+                f"avatar {name!r}: a video avatar needs at least 2 frames in {folder / 'frames'}"
+            )
     else:
         raise AvatarError(f"avatar {name!r}: kind must be 'photo' or 'video', not {manifest.kind!r}")
     images = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import Literal
 
 import av
 import cv2
@@ -30,7 +31,8 @@ def _fit(image: np.ndarray, max_height: int = MAX_HEIGHT) -> np.ndarray:
 
 def find_face(image: np.ndarray) -> tuple[int, int, int, int] | None:
     """The largest frontal face (x, y, w, h), by OpenCV's Haar cascade; None when there is none."""
-    cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
+    cascades = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]
+    cascade = cv2.CascadeClassifier(str(cascades / "haarcascade_frontalface_default.xml"))
     gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
     min_side = max(24, min(gray.shape) // 10)
     faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=6, minSize=(min_side, min_side))
@@ -69,6 +71,7 @@ def build_avatar(source: Path, name: str, root: Path, fps: float = 25.0, max_sec
     """Build avatar ``name`` under ``root`` from ``source``; returns the avatar folder."""
     if not source.exists():
         raise AvatarError(f"{source}: no such file or folder")
+    kind: Literal["photo", "video"]
     if source.is_dir():
         frames, kind = _folder_frames(source, int(max_seconds * fps)), "video"
     elif source.suffix.lower() in PHOTO_SUFFIXES:
@@ -98,6 +101,14 @@ def build_avatar(source: Path, name: str, root: Path, fps: float = 25.0, max_sec
     (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
-    log.info("avatar %r built in %s: %s %dx%d, %d frame(s), face %s", name, folder, kind, w, h, len(frames),
-             manifest.face or "not found")
+    log.info(
+        "avatar %r built in %s: %s %dx%d, %d frame(s), face %s",
+        name,
+        folder,
+        kind,
+        w,
+        h,
+        len(frames),
+        manifest.face or "not found",
+    )
     return folder

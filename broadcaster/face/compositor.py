@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def _even(x: float) -> int:
-    return max(2, int(round(x / 2)) * 2)
+    return max(2, round(x / 2) * 2)
 
 
 def make_background(size: tuple[int, int], spec: str, base_dir: Path) -> np.ndarray:
@@ -29,15 +29,22 @@ def make_background(size: tuple[int, int], spec: str, base_dir: Path) -> np.ndar
     path = Path(spec) if Path(spec).is_absolute() else base_dir / spec
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"program.background = {spec!r}: not a #rrggbb colour nor a readable image at {path}")
+        raise ValueError(
+            f"program.background = {spec!r}: not a #rrggbb colour nor a readable image at {path}"
+        )
     scale = max(w / image.shape[1], h / image.shape[0])
-    resized = cv2.resize(image, (max(w, round(image.shape[1] * scale)), max(h, round(image.shape[0] * scale))),
-                         interpolation=cv2.INTER_AREA)
+    resized = cv2.resize(
+        image,
+        (max(w, round(image.shape[1] * scale)), max(h, round(image.shape[0] * scale))),
+        interpolation=cv2.INTER_AREA,
+    )
     y0, x0 = (resized.shape[0] - h) // 2, (resized.shape[1] - w) // 2
     return np.ascontiguousarray(resized[y0 : y0 + h, x0 : x0 + w])
 
 
-def placement(canvas: tuple[int, int], avatar: tuple[int, int], cfg: AvatarConfig) -> tuple[int, int, int, int]:
+def placement(
+    canvas: tuple[int, int], avatar: tuple[int, int], cfg: AvatarConfig
+) -> tuple[int, int, int, int]:
     """Where the avatar stands: (x, y, w, h), even, bottom-anchored, inside the canvas."""
     cw, ch = canvas
     aw, ah = avatar
@@ -53,7 +60,9 @@ def placement(canvas: tuple[int, int], avatar: tuple[int, int], cfg: AvatarConfi
 class Compositor:
     """Draws program frames: a copy of the static background with the avatar's patch in place."""
 
-    def __init__(self, size: tuple[int, int], background: np.ndarray, avatar: Avatar, cfg: AvatarConfig) -> None:
+    def __init__(
+        self, size: tuple[int, int], background: np.ndarray, avatar: Avatar, cfg: AvatarConfig
+    ) -> None:
         self.size = size
         self._base = from_bgr(background)
         x, y, w, h = placement(size, avatar.manifest.size, cfg)
@@ -64,8 +73,16 @@ class Compositor:
             self.motion = PhotoIdle(scaled[0], self._pivot(avatar, w, h), cfg.idle)
         else:
             self.motion = VideoLoop(scaled, avatar.manifest.fps)
-        log.info("avatar %r (%s) at x=%d y=%d %dx%d on a %dx%d canvas", avatar.name, avatar.manifest.kind,
-                 x, y, w, h, *size)
+        log.info(
+            "avatar %r (%s) at x=%d y=%d %dx%d on a %dx%d canvas",
+            avatar.name,
+            avatar.manifest.kind,
+            x,
+            y,
+            w,
+            h,
+            *size,
+        )
 
     @staticmethod
     def _pivot(avatar: Avatar, w: int, h: int) -> tuple[float, float]:

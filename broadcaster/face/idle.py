@@ -75,7 +75,9 @@ class PhotoIdle:
         idle = self._idle
         phase = 2 * math.pi * t / idle.sway_period_s
         theta = math.radians(idle.sway_degrees) * (0.8 * math.sin(phase) + 0.2 * math.sin(phase / 2.7 + 1.3))
-        breath = 1.0 + idle.breathing_amount * (0.5 - 0.5 * math.cos(2 * math.pi * t / idle.breathing_period_s))
+        breath = 1.0 + idle.breathing_amount * (
+            0.5 - 0.5 * math.cos(2 * math.pi * t / idle.breathing_period_s)
+        )
         c, s, inv = math.cos(theta), math.sin(theta), 1.0 / breath - 1.0
         a = np.array([[c - 1.0, s], [-s, c - 1.0 + inv]], dtype=np.float64)
         b = (0.0, inv * (self._pivot_y - self._height))

@@ -70,7 +70,9 @@ class Timing:
 
     def __post_init__(self) -> None:
         if self.sample_rate % self.fps:
-            raise ValueError(f"sample_rate {self.sample_rate} is not a whole number of samples per tick at {self.fps} fps")
+            raise ValueError(
+                f"sample_rate {self.sample_rate} is not a whole number of samples per tick at {self.fps} fps"
+            )
 
     @property
     def samples_per_tick(self) -> int:
@@ -102,9 +104,9 @@ class ProgramClock:
         self._anchor_tick = 0
         self.resyncs = 0
 
-    def start(self) -> None:
-        """Anchor tick 0 at the present moment."""
-        self._anchor = self.wall.now()
+    def start(self, delay: float = 0.0) -> None:
+        """Anchor tick 0 ``delay`` seconds from now (the program starts with its full lead)."""
+        self._anchor = self.wall.now() + delay
         self._anchor_tick = 0
 
     def due(self, k: int) -> float:

@@ -66,12 +66,25 @@ def x264_options(cfg: EncoderConfig, fps: int) -> dict[str, str]:
     """libx264 options: no B-frames, fixed closed GOP, VBV-capped bitrate that ingest servers accept."""
     v = cfg.video
     gop = max(1, round(v.gop_seconds * fps))
-    params = [f"keyint={gop}", f"min-keyint={gop}", "scenecut=0", "bframes=0", "open-gop=0", "forced-idr=1",
-              f"vbv-maxrate={v.bitrate_kbps}", f"vbv-bufsize={v.bitrate_kbps * (1 if v.rate_control == 'cbr' else 2)}"]
+    params = [
+        f"keyint={gop}",
+        f"min-keyint={gop}",
+        "scenecut=0",
+        "bframes=0",
+        "open-gop=0",
+        "forced-idr=1",
+        f"vbv-maxrate={v.bitrate_kbps}",
+        f"vbv-bufsize={v.bitrate_kbps * (1 if v.rate_control == 'cbr' else 2)}",
+    ]
     if v.filler:
         params.append("nal-hrd=cbr")
-    return {"preset": v.preset, "tune": "zerolatency", "profile": v.profile, "threads": str(v.threads),
-            "x264-params": ":".join(params)}
+    return {
+        "preset": v.preset,
+        "tune": "zerolatency",
+        "profile": v.profile,
+        "threads": str(v.threads),
+        "x264-params": ":".join(params),
+    }
 
 
 @dataclass
@@ -89,7 +102,9 @@ class EncoderStats:
 class Encoder:
     """A tick sink that encodes and publishes packets to its packet sinks."""
 
-    def __init__(self, timing: Timing, size: tuple[int, int], cfg: EncoderConfig, queue_ticks: int = 50) -> None:
+    def __init__(
+        self, timing: Timing, size: tuple[int, int], cfg: EncoderConfig, queue_ticks: int = 50
+    ) -> None:
         self.timing = timing
         self.stats = EncoderStats()
         self._sinks: list[PacketSink] = []
@@ -159,8 +174,9 @@ class Encoder:
             scale = packet.time_base / unit
             pts = int(packet.pts * scale)
             dts = int(packet.dts * scale) if packet.dts is not None else pts
-            encoded = EncodedPacket(kind, bytes(packet), pts, dts, int((packet.duration or 0) * scale),
-                                    bool(packet.is_keyframe))
+            encoded = EncodedPacket(
+                kind, bytes(packet), pts, dts, int((packet.duration or 0) * scale), bool(packet.is_keyframe)
+            )
             self.stats.packets += 1
             self.stats.bytes += len(encoded.data)
             self.stats.keyframes += kind == "video" and encoded.keyframe

@@ -26,16 +26,23 @@ class PacketMuxer:
     """One container, written from encoded packets; the first packet written must be a video keyframe."""
 
     def __init__(self, target: str | IO[bytes], fmt: str, templates: StreamTemplates, timing: Timing) -> None:
-        self._container: Any = av.open(target, "w", format=fmt, container_options=CONTAINER_OPTIONS.get(fmt, {}))
+        self._container: Any = av.open(
+            target, "w", format=fmt, container_options=CONTAINER_OPTIONS.get(fmt, {})
+        )
         self._video = self._container.add_stream_from_template(templates.video, opaque=True)
         self._audio = self._container.add_stream_from_template(templates.audio, opaque=True)
         self._video.time_base = timing.video_time_base
         self._audio.time_base = timing.audio_time_base
         self._timing = timing
         self.base_tick: int | None = None
+        self.end_tick: int | None = None
         self.video_packets = 0
         self.audio_packets = 0
         self.bytes = 0
+
+    def owns_audio(self, packet: EncodedPacket) -> bool:
+        """Whether an audio packet starts before this container's end (set when the next one began)."""
+        return self.end_tick is not None and packet.pts < self.end_tick * self._timing.samples_per_tick
 
     def write(self, packet: EncodedPacket) -> None:
         """Mux one packet; audio before the first keyframe is skipped."""
@@ -43,6 +50,7 @@ class PacketMuxer:
             if packet.kind != "video" or not packet.keyframe:
                 raise ValueError("a container must start with a video keyframe")
             self.base_tick = packet.pts
+        stream: av.VideoStream | av.AudioStream
         if packet.kind == "video":
             offset, stream, time_base = self.base_tick, self._video, self._timing.video_time_base
             self.video_packets += 1

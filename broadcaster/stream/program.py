@@ -77,7 +77,7 @@ class Program:
 
     def start(self) -> None:
         """Anchor the clock and start rendering."""
-        self.clock.start()
+        self.clock.start(self.lead_s)
         self._thread.start()
 
     def stop(self) -> None:
@@ -91,7 +91,7 @@ class Program:
 
     def run(self) -> None:
         """Run the loop in the calling thread (tests and benchmarks)."""
-        self.clock.start()
+        self.clock.start(self.lead_s)
         self._run()
 
     def _picture(self, k: int, previous: np.ndarray | None, late: bool) -> np.ndarray:
@@ -106,8 +106,11 @@ class Program:
             if previous is None:
                 raise
             if self.stats.render_errors <= 3 or self.stats.render_errors % 1000 == 0:
-                log.exception("render failed at tick %d (%d failures so far); repeating the last frame",
-                              k, self.stats.render_errors)
+                log.exception(
+                    "render failed at tick %d (%d failures so far); repeating the last frame",
+                    k,
+                    self.stats.render_errors,
+                )
             self.stats.repeats += 1
             return previous
         self.stats.render_s += time.perf_counter() - started
@@ -125,7 +128,9 @@ class Program:
                     break
                 behind = wall.now() - due
                 if behind > self.max_behind_s:
-                    log.warning("program fell %.1f s behind the wall clock; re-anchoring at tick %d", behind, k)
+                    log.warning(
+                        "program fell %.1f s behind the wall clock; re-anchoring at tick %d", behind, k
+                    )
                     clock.resync(k, wall.now() + self.lead_s)
                     due = clock.due(k)
                 previous = self._picture(k, previous, late=behind > 0)

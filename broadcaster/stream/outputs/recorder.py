@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from broadcaster.stream.clock import Timing
-from broadcaster.stream.encoder import EncodedPacket, StreamTemplates
+from broadcaster.stream.encoder import StreamTemplates
 from broadcaster.stream.mux import FORMAT_BY_SUFFIX, PacketMuxer
 from broadcaster.stream.outputs.base import PacketOutput
 
@@ -15,7 +15,10 @@ log = logging.getLogger(__name__)
 
 
 def segment_path(template: Path, index: int, started: float) -> Path:
-    """The file of segment ``index``: ``{start}`` and ``{index}`` fill in; without them, later segments get -NNN."""
+    """The file of segment ``index``.
+
+    ``{start}`` and ``{index}`` are filled in; without them, later segments get -001, -002...
+    """
     text = str(template)
     if "{start" in text or "{index" in text:
         return Path(text.format(start=time.strftime("%Y%m%d-%H%M%S", time.localtime(started)), index=index))
@@ -29,8 +32,14 @@ class Recorder(PacketOutput):
 
     kind = "record"
 
-    def __init__(self, path: Path, templates: StreamTemplates, timing: Timing, segment_seconds: int = 3600,
-                 capacity: int = 1000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        templates: StreamTemplates,
+        timing: Timing,
+        segment_seconds: int = 3600,
+        capacity: int = 1000,
+    ) -> None:
         super().__init__(path.name, capacity)
         self.template = path
         self.fmt = FORMAT_BY_SUFFIX[path.suffix.lower()]
@@ -39,30 +48,46 @@ class Recorder(PacketOutput):
         self._templates = templates
         self._timing = timing
 
-    def _open(self, index: int) -> tuple[PacketMuxer, Path]:
+    def _open(self, index: int) -> PacketMuxer:
         path = segment_path(self.template, index, time.time())
         path.parent.mkdir(parents=True, exist_ok=True)
         muxer = PacketMuxer(str(path), self.fmt, self._templates, self._timing)
         self.files.append(path)
         self.stats.state = f"recording {path}"
         log.info("recording to %s", path)
-        return muxer, path
+        return muxer
 
     def _run(self) -> None:
         index = 0
         muxer: PacketMuxer | None = None
-        packet: EncodedPacket | None = None
+        # The segment just cut stays open for the audio that the AAC encoder emits after the cut's
+        # keyframe but that plays before it.
+        ending: PacketMuxer | None = None
         try:
             while True:
                 packet = self.next_packet() if muxer is not None else self.next_keyframe()
-                if muxer is not None and muxer.base_tick is not None and packet.kind == "video" and \
-                        packet.keyframe and packet.pts - muxer.base_tick >= self.segment_ticks:
-                    muxer.close()
-                    muxer = None
+                if ending is not None and packet.kind == "audio" and ending.owns_audio(packet):
+                    ending.write(packet)
+                    self.stats.packets += 1
+                    continue
+                if ending is not None and packet.kind == "audio":
+                    self._close_quietly(ending)
+                    ending = None
+                if (
+                    muxer is not None
+                    and muxer.base_tick is not None
+                    and packet.kind == "video"
+                    and packet.keyframe
+                    and packet.pts - muxer.base_tick >= self.segment_ticks
+                ):
+                    if ending is not None:
+                        self._close_quietly(ending)
+                    ending, muxer = muxer, None
+                    ending.end_tick = packet.pts
                     index += 1
                 try:
                     if muxer is None:
-                        muxer, _ = self._open(index)
+                        muxer = self._open(index)
                     muxer.write(packet)
                 except (OSError, ValueError) as exc:
                     self.fail(f"cannot write: {exc}; retrying at the next keyframe")
@@ -76,8 +101,9 @@ class Recorder(PacketOutput):
                 self.stats.packets += 1
                 self.stats.bytes += len(packet.data)
         finally:
-            if muxer is not None:
-                self._close_quietly(muxer)
+            for open_muxer in (ending, muxer):
+                if open_muxer is not None:
+                    self._close_quietly(open_muxer)
 
     def _close_quietly(self, muxer: PacketMuxer) -> None:
         try:

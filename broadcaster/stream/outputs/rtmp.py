@@ -76,7 +76,10 @@ class Relay:
         self.last_error = ""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "broadcaster.stream.outputs.rtmp_relay", url],
-            stdin=subprocess.PIPE, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self._reader = threading.Thread(target=self._read, name="rtmp-relay-log", daemon=True)
         self._reader.start()
@@ -117,8 +120,14 @@ class RtmpOutput(PacketOutput):
 
     kind = "rtmp"
 
-    def __init__(self, cfg: RtmpOutputConfig, templates: StreamTemplates, clock: ProgramClock,
-                 request_keyframe: Callable[[], None], capacity: int) -> None:
+    def __init__(
+        self,
+        cfg: RtmpOutputConfig,
+        templates: StreamTemplates,
+        clock: ProgramClock,
+        request_keyframe: Callable[[], None],
+        capacity: int,
+    ) -> None:
         super().__init__(cfg.name or redact(cfg.url), capacity)
         self.cfg = cfg
         self._templates = templates
@@ -135,8 +144,12 @@ class RtmpOutput(PacketOutput):
         live_since: float | None = None
         clean = False
         try:
-            muxer = PacketMuxer(PipeWriter(relay.process, self.cfg.stall_timeout_s, self._closing),  # type: ignore[arg-type]
-                                "flv", self._templates, self._clock.timing)
+            muxer = PacketMuxer(
+                PipeWriter(relay.process, self.cfg.stall_timeout_s, self._closing),  # type: ignore[arg-type]
+                "flv",
+                self._templates,
+                self._clock.timing,
+            )
             packet = first
             while True:
                 if pace(self._due(packet), self):

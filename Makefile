@@ -1,0 +1,40 @@
+# Two entry points for a fresh Debian/Ubuntu machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAMPLE := avatars/sample/avatar.json
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
+
+.PHONY: run test lint system-run system-test bench
+
+## run: put the sample avatar on air with config.toml (records to recordings/); Ctrl-C stops cleanly
+run: $(SAMPLE)
+	$(BIN)/python -m broadcaster run $(ARGS)
+
+## test: lint, type-check and run every test (installs nginx + the RTMP module for the RTMP tests)
+test: system-test $(SAMPLE)
+	$(BIN)/ruff check broadcaster danmaku tests bench
+	$(BIN)/ruff format --check broadcaster danmaku tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## bench: the program benchmark (prints RESULT {json} last)
+bench: $(SAMPLE)
+	$(BIN)/python bench/program.py
+
+system-run:
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { $(APT) update && $(APT) install -y python3-venv; }
+
+system-test: system-run
+	@if ! command -v nginx >/dev/null || [ ! -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then \
+		$(APT) update && $(APT) install -y nginx-light libnginx-mod-rtmp; fi
+
+$(BIN)/python: pyproject.toml | system-run
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(SAMPLE): $(BIN)/python
+	$(BIN)/python -m broadcaster avatar build "$$($(BIN)/python -c 'import matplotlib.cbook as c; print(c.get_sample_data("grace_hopper.jpg", asfileobj=False))')" --name sample

@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import pytest
+
+from broadcaster.config import Config, ConfigError, RecordOutputConfig, RtmpOutputConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_config_equals_the_embedded_defaults_but_for_its_recorder() -> None:
+    shipped = load_config(ROOT / "config.toml")
+    defaults = Config()
+    assert shipped.program == defaults.program
+    assert shipped.avatar == defaults.avatar
+    assert shipped.encoder == defaults.encoder
+    assert [type(o) for o in shipped.outputs] == [RecordOutputConfig]
+
+
+def test_no_file_gives_the_defaults() -> None:
+    cfg = load_config(None)
+    assert cfg.program.fps == 25
+    assert cfg.program.size == (1280, 720)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "allowed"),
+    [
+        ("[program]\nfps = 24\n", "program.fps = 24", "25 or 30"),
+        ("[program]\nresolution = '4k'\n", "program.resolution = '4k'", "'720p' or '1080p'"),
+        ("[program]\nlead_ms = 5\n", "program.lead_ms = 5", "greater than or equal to 80"),
+        ("[program]\nbackground = '#12'\n", "program.background = '#12'", "#rrggbb"),
+        ("[encoder.video]\npreset = 'placebo'\n", "encoder.video.preset = 'placebo'", "superfast"),
+        ("[avatar]\nbogus = 1\n", "avatar.bogus = 1", "unknown key"),
+        ("[[outputs]]\ntype = 'rtmp'\nurl = 'http://x/y'\n", "outputs.0.url = 'http://x/y'", "rtmp://"),
+        ("[[outputs]]\ntype = 'record'\npath = 'a.avi'\n", "outputs.0.path = 'a.avi'", ".mp4"),
+        ("[[outputs]]\ntype = 'ftp'\n", "outputs.0", "'rtmp' or 'record'"),
+    ],
+)
+def test_a_bad_value_names_key_value_and_what_is_allowed(
+    tmp_path: Path, text: str, key: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert key in str(caught.value)
+    assert allowed in str(caught.value)
+
+
+def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[program\n"))
+
+
+def test_overrides_reach_any_key_and_are_validated(tmp_path: Path) -> None:
+    path = write(tmp_path, "[[outputs]]\ntype = 'rtmp'\nurl = 'rtmp://a/live/x'\n")
+    cfg = load_config(
+        path,
+        [
+            "program.fps=30",
+            "avatar.name=host2",
+            "outputs.0.url=rtmp://b/live/y",
+            'program.background="#000000"',
+        ],
+    )
+    assert cfg.program.fps == 30
+    assert cfg.avatar.name == "host2"
+    assert isinstance(cfg.outputs[0], RtmpOutputConfig)
+    assert cfg.outputs[0].url == "rtmp://b/live/y"
+    with pytest.raises(ConfigError, match=r"program.fps = 50"):
+        load_config(path, ["program.fps=50"])
+    with pytest.raises(ConfigError, match="not an index"):
+        load_config(path, ["outputs.3.url=rtmp://b/live/y"])
+    with pytest.raises(ConfigError, match=r"expected dotted.key=value"):
+        load_config(path, ["program.fps"])
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "[avatar]\ndir = 'faces'\n"))
+    assert cfg.resolve(cfg.avatar.dir) == tmp_path / "faces"
+    assert cfg.resolve("/abs/x.mp4") == Path("/abs/x.mp4")
