@@ -4,10 +4,11 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import NginxRtmp
 from tests.media import onset, read_back, write_tone_wav
-from tests.run_cli import finish, start
+from tests.run_cli import Finished, finish, start
 
 FPS = 25
 
@@ -19,6 +20,16 @@ def wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
             return True
         time.sleep(0.1)
     return False
+
+
+def unharmed(done: Finished, seconds: int) -> dict[str, Any]:
+    """The run exited cleanly, rendered every tick on time and the encoder dropped nothing."""
+    assert done.code == 0, done.stderr[-3000:]
+    summary = done.summary
+    assert summary["ticks"] == seconds * FPS
+    assert summary["late_max_ms"] < 100
+    assert summary["encoder"]["dropped"] == 0
+    return summary
 
 
 def test_push_arrives_whole_and_in_sync(nginx: NginxRtmp, avatar_root: Path, tmp_path: Path) -> None:
@@ -50,12 +61,8 @@ def test_server_killed_and_restarted_the_stream_resumes(nginx: NginxRtmp, avatar
     time.sleep(3)
     nginx.start()
     done = finish(process)
-    assert done.code == 0, done.stderr[-3000:]
-    summary = done.summary
-    assert summary["ticks"] == 16 * FPS
-    assert summary["late_max_ms"] < 100
+    summary = unharmed(done, 16)
     assert summary["repeats"] <= 5
-    assert summary["encoder"]["dropped"] == 0
     rtmp = summary["outputs"][0]
     assert rtmp["reconnects"] >= 1
     files = nginx.recordings()
@@ -73,11 +80,7 @@ def test_a_paused_server_never_stalls_the_program(nginx: NginxRtmp, avatar_root:
     time.sleep(5)
     nginx.resume()
     done = finish(process)
-    assert done.code == 0, done.stderr[-3000:]
-    summary = done.summary
-    assert summary["ticks"] == 14 * FPS
-    assert summary["late_max_ms"] < 100
-    assert summary["encoder"]["dropped"] == 0
+    unharmed(done, 14)
     assert read_back(nginx.recordings()[-1]).frames >= 10 * FPS
 
 
@@ -125,11 +128,7 @@ def test_a_server_that_stalls_is_dropped_and_rejoined(nginx: NginxRtmp, avatar_r
         hole.close()
     nginx.start()
     done = finish(process)
-    assert done.code == 0, done.stderr[-3000:]
-    summary = done.summary
-    assert summary["ticks"] == 16 * FPS
-    assert summary["late_max_ms"] < 100
-    assert summary["encoder"]["dropped"] == 0
+    summary = unharmed(done, 16)
     assert "took no data for 2 s" in done.stderr
     assert len(hole.held) >= 2
     rtmp = summary["outputs"][0]

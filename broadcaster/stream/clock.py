@@ -113,10 +113,6 @@ class ProgramClock:
         """Wall time at which tick k goes on air."""
         return self._anchor + (k - self._anchor_tick) / self.timing.fps
 
-    def tick_at(self, wall_time: float) -> float:
-        """The (fractional) tick on air at ``wall_time``."""
-        return self._anchor_tick + (wall_time - self._anchor) * self.timing.fps
-
     def resync(self, k: int, wall_time: float) -> None:
         """Re-anchor so tick k is due at ``wall_time``; ticks stay contiguous, only the anchor moves."""
         self._anchor, self._anchor_tick = wall_time, k
