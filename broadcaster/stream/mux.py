@@ -36,9 +36,6 @@ class PacketMuxer:
         self._timing = timing
         self.base_tick: int | None = None
         self.end_tick: int | None = None
-        self.video_packets = 0
-        self.audio_packets = 0
-        self.bytes = 0
 
     def owns_audio(self, packet: EncodedPacket) -> bool:
         """Whether an audio packet starts before this container's end (set when the next one began)."""
@@ -53,13 +50,11 @@ class PacketMuxer:
         stream: av.VideoStream | av.AudioStream
         if packet.kind == "video":
             offset, stream, time_base = self.base_tick, self._video, self._timing.video_time_base
-            self.video_packets += 1
         else:
             offset = self.base_tick * self._timing.samples_per_tick
             if packet.pts + packet.duration <= offset:
                 return
             stream, time_base = self._audio, self._timing.audio_time_base
-            self.audio_packets += 1
         av_packet = av.Packet(packet.data)
         av_packet.pts = packet.pts - offset
         av_packet.dts = packet.dts - offset
@@ -68,7 +63,6 @@ class PacketMuxer:
         av_packet.is_keyframe = packet.keyframe
         av_packet.stream = stream
         self._container.mux(av_packet)
-        self.bytes += len(packet.data)
 
     def close(self) -> None:
         """Write the trailer and close the container."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -41,7 +40,6 @@ class ProgramStats:
     lead_s: float = 0.0
     late_max_s: float = float("-inf")
     late_max_interval_s: float = float("-inf")
-    render_s: float = 0.0
 
     def take_interval_late(self) -> float:
         """The worst lateness since the last call (seconds; negative means always early)."""
@@ -98,7 +96,6 @@ class Program:
         if late and previous is not None:
             self.stats.repeats += 1
             return previous
-        started = time.perf_counter()
         try:
             picture = self.frames.frame(k / self.clock.timing.fps)
         except Exception:
@@ -113,7 +110,6 @@ class Program:
                 )
             self.stats.repeats += 1
             return previous
-        self.stats.render_s += time.perf_counter() - started
         return picture
 
     def _run(self) -> None:

@@ -23,7 +23,6 @@ class Utterance:
     id: int
     samples: int
     start_sample: int | None = None
-    played: int = 0
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -69,7 +68,6 @@ class SpeechTrack:
                 out[filled : filled + take] = data[self._offset : self._offset + take]
                 filled += take
                 self._offset += take
-                utterance.played += take
                 if self._offset == len(data):
                     self._queue.popleft()
                     self._offset = 0
