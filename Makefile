@@ -33,8 +33,10 @@ system-test: system-run
 $(BIN)/python: pyproject.toml | system-run
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev,wav2lip]'
+	$(BIN)/pip install --quiet --no-deps mediapipe==0.10.21
 	@touch $@
 
-$(SAMPLE): $(BIN)/python
+$(SAMPLE): $(BIN)/python broadcaster/face/builder.py broadcaster/face/avatar.py
 	$(BIN)/python -m broadcaster avatar build "$$($(BIN)/python -c 'import matplotlib.cbook as c; print(c.get_sample_data("grace_hopper.jpg", asfileobj=False))')" --name sample

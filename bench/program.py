@@ -26,10 +26,11 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from broadcaster.config import AvatarConfig, EncoderConfig  # noqa: E402
+from broadcaster.config import AvatarConfig, ClassicConfig, EncoderConfig  # noqa: E402
 from broadcaster.face.avatar import load_avatar  # noqa: E402
 from broadcaster.face.builder import build_avatar  # noqa: E402
 from broadcaster.face.compositor import Compositor, make_background  # noqa: E402
+from broadcaster.face.lipsync.classic import ClassicLipSync  # noqa: E402
 from broadcaster.stream.clock import Timing  # noqa: E402
 from broadcaster.stream.encoder import Encoder  # noqa: E402
 from broadcaster.stream.tick import Tick  # noqa: E402
@@ -97,7 +98,11 @@ def in_process(avatar_root: Path, resolution: str, frames: int = 200) -> dict[st
     """Milliseconds of CPU per frame for rendering and for encoding, each alone."""
     size = SIZES[resolution]
     compositor = Compositor(
-        size, make_background(size, "#1f2430", ROOT), load_avatar(avatar_root, "sample"), AvatarConfig()
+        size,
+        make_background(size, "#1f2430", ROOT),
+        [load_avatar(avatar_root, "sample")],
+        AvatarConfig(),
+        ClassicLipSync(ClassicConfig()),
     )
     started = time.thread_time()
     for k in range(frames):

@@ -14,6 +14,7 @@ from broadcaster.config import Config, ConfigError, OutputConfig, RecordOutputCo
 from broadcaster.control.status import StatusReporter
 from broadcaster.face.avatar import load_avatar
 from broadcaster.face.compositor import Compositor, make_background
+from broadcaster.face.lipsync import create_lipsync
 from broadcaster.stream.clock import ProgramClock, Timing
 from broadcaster.stream.encoder import AAC_FRAME, Encoder
 from broadcaster.stream.outputs.base import PacketOutput
@@ -58,9 +59,17 @@ class Broadcaster:
         self.clock = ProgramClock(self.timing)
         size = cfg.program.size
         background = make_background(size, cfg.program.background, cfg.base_dir)
-        avatar = load_avatar(cfg.resolve(cfg.avatar.dir), cfg.avatar.name)
-        self.compositor = Compositor(size, background, avatar, cfg.avatar)
-        self.speech = SpeechTrack(self.timing.sample_rate)
+        root = cfg.resolve(cfg.avatar.dir)
+        names = dict.fromkeys([cfg.avatar.name, *cfg.avatar.preload])
+        avatars = [load_avatar(root, name) for name in names]
+        self.lipsync = create_lipsync(cfg, self.timing)
+        self.compositor = Compositor(size, background, avatars, cfg.avatar, self.lipsync)
+        self.speech = SpeechTrack(
+            self.timing.sample_rate,
+            self.timing.samples_per_tick,
+            max_hold_ticks=self.timing.ticks(cfg.face.hold_ms / 1000),
+            prepare=self.lipsync.prepare,
+        )
         for wav in options.play_wav:
             pcm = read_audio(wav, self.timing.sample_rate)
             self.speech.append(pcm, self.timing.sample_rate)
@@ -89,7 +98,7 @@ class Broadcaster:
             max_ticks=max_ticks,
             on_finished=self._program_finished,
         )
-        self.status = StatusReporter(self.program, self.encoder, self.outputs)
+        self.status = StatusReporter(self.program, self.encoder, self.outputs, self.lipsync, self.speech)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _packets(self, seconds: float) -> int:
@@ -152,6 +161,7 @@ class Broadcaster:
     async def _shutdown(self) -> None:
         self.program.stop()
         await asyncio.to_thread(self.program.join, 10.0)
+        await asyncio.to_thread(self.lipsync.close)
         if self.encoder is not None:
             await asyncio.to_thread(self.encoder.close, 20.0)
         for output in self.outputs:

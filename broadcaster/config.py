@@ -65,7 +65,36 @@ class AvatarConfig(_Section):
     dir: Path = Path("avatars")
     scale: float = Field(1.0, ge=0.2, le=1.0)
     align: Literal["left", "center", "right"] = "center"
+    preload: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], ...] = ()
     idle: IdleConfig = IdleConfig()
+
+
+class ClassicConfig(_Section):
+    """`[face.classic]`: the weight-free lip-sync."""
+
+    attack_ms: float = Field(25.0, ge=1.0, le=200.0)
+    release_ms: float = Field(60.0, ge=1.0, le=400.0)
+    jaw_drop: float = Field(0.09, ge=0.02, le=0.2)
+    teeth: bool = True
+
+
+class Wav2LipConfig(_Section):
+    """`[face.wav2lip]`: the neural lip-sync, with a checkpoint the user brings."""
+
+    checkpoint: str = ""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    batch: int = Field(16, ge=1, le=256)
+    threads: int = Field(0, ge=0, le=64)
+
+
+class FaceConfig(_Section):
+    """`[face]`: the lip-sync backend and how long speech may wait for it."""
+
+    lipsync: Literal["classic", "wav2lip"] = "classic"
+    hold_ms: int = Field(1000, ge=0, le=10000)
+    classic: ClassicConfig = ClassicConfig()
+    wav2lip: Wav2LipConfig = Wav2LipConfig()
 
 
 class VideoEncoding(_Section):
@@ -142,6 +171,7 @@ class Config(_Section):
 
     program: ProgramConfig = ProgramConfig()
     avatar: AvatarConfig = AvatarConfig()
+    face: FaceConfig = FaceConfig()
     encoder: EncoderConfig = EncoderConfig()
     outputs: list[OutputConfig] = Field(default_factory=list)
     log: LogConfig = LogConfig()

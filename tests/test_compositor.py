@@ -4,10 +4,12 @@ import cv2
 import numpy as np
 import pytest
 
-from broadcaster.config import AvatarConfig, IdleConfig
+from broadcaster.config import AvatarConfig, ClassicConfig, IdleConfig
 from broadcaster.face.avatar import load_avatar
-from broadcaster.face.compositor import Compositor, make_background, placement
+from broadcaster.face.compositor import Compositor, make_background
 from broadcaster.face.i420 import planes, to_bgr
+from broadcaster.face.lipsync.classic import ClassicLipSync
+from broadcaster.face.stage import placement
 
 
 @pytest.mark.parametrize("align", ["left", "center", "right"])
@@ -35,7 +37,9 @@ def test_background_colour_and_image(tmp_path: Path) -> None:
 def test_frames_show_the_avatar_over_an_untouched_background(avatar_root: Path) -> None:
     avatar = load_avatar(avatar_root, "sample")
     background = make_background((1280, 720), "#204060", Path())
-    compositor = Compositor((1280, 720), background, avatar, AvatarConfig(idle=IdleConfig()))
+    compositor = Compositor(
+        (1280, 720), background, [avatar], AvatarConfig(idle=IdleConfig()), ClassicLipSync(ClassicConfig())
+    )
     x, y, w, h = compositor.rect
     first, later = compositor.frame(0.0), compositor.frame(1.7)
     assert first.shape == (1080, 1280)

@@ -6,7 +6,7 @@ import pytest
 from broadcaster.stream.clock import ProgramClock, Timing, VirtualWall
 from broadcaster.stream.program import Program
 from broadcaster.stream.tick import Tick
-from broadcaster.voice.speech_track import SpeechTrack
+from broadcaster.voice.speech_track import SpeechFrame, SpeechTrack
 
 FRAME = np.zeros((24, 16), np.uint8)
 
@@ -16,7 +16,7 @@ class StillFrames:
         self.calls = 0
         self.wall, self.cost_s, self.fail_at = wall, cost_s, fail_at or set()
 
-    def frame(self, t: float) -> np.ndarray:
+    def frame(self, t: float, speech: SpeechFrame | None = None) -> np.ndarray:
         self.calls += 1
         if self.wall is not None:
             self.wall.advance(self.cost_s)

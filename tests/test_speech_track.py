@@ -4,22 +4,56 @@ import numpy as np
 import pytest
 
 from broadcaster.voice.pcm import read_audio, resample
-from broadcaster.voice.speech_track import SpeechTrack
+from broadcaster.voice.speech_track import SpeechTrack, Utterance
 from tests.media import write_tone_wav
 
 
-def test_silence_is_exact_zeros_and_utterances_play_back_to_back() -> None:
-    track = SpeechTrack()
-    assert not track.pull(1920)[0].any()
+def test_silence_is_exact_zeros_and_utterances_start_on_tick_boundaries() -> None:
+    track = SpeechTrack(samples_per_tick=1920)
+    audio, speaking = track.pull()
+    assert not audio.any() and speaking is None
     first = track.append(np.full(3000, 7, np.int16), 48000)
     second = track.append(np.full((1000, 2), -9, np.int16), 48000)
-    out = np.concatenate([track.pull(1920)[0] for _ in range(3)])
+    pulled = [track.pull() for _ in range(4)]
+    out = np.concatenate([a for a, _ in pulled])
     assert (out[:3000] == 7).all()
-    assert (out[3000:4000] == -9).all()
-    assert not out[4000:].any()
-    assert first.start_sample == 1920 and second.start_sample == 1920 + 3000
+    assert not out[3000:3840].any()
+    assert (out[3840:4840] == -9).all()
+    assert not out[4840:].any()
+    assert [(s.utterance.id, s.index) if s else None for _, s in pulled] == [(1, 0), (1, 1), (2, 0), None]
+    assert first.start_tick == 1 and first.start_sample == 1920
+    assert second.start_tick == 3 and second.start_sample == 3 * 1920
     assert first.done.is_set() and second.done.is_set()
     assert track.samples_spoken == 4000
+
+
+def test_an_utterance_waits_for_lip_sync_but_only_so_long() -> None:
+    prepared: list[int] = []
+
+    def prepare(utterance: Utterance, pcm: np.ndarray) -> None:
+        prepared.append(len(pcm))
+        if utterance.id == 1:
+            utterance.ready.set()
+
+    track = SpeechTrack(samples_per_tick=1920, max_hold_ticks=3, prepare=prepare)
+    quick = track.append(np.full(1920, 5, np.int16), 48000)
+    slow = track.append(np.full(1920, 6, np.int16), 48000)
+    assert prepared == [1920, 1920]
+    speaking = [track.pull()[1] for _ in range(6)]
+    assert speaking[0] is not None and speaking[0].utterance is quick
+    assert speaking[1:4] == [None, None, None]
+    assert speaking[4] is not None and speaking[4].utterance is slow
+    assert slow.held_ticks == 3 and track.held_ticks == 3
+
+
+def test_a_failing_prepare_does_not_lose_the_speech() -> None:
+    def prepare(utterance: Utterance, pcm: np.ndarray) -> None:
+        raise RuntimeError("boom")
+
+    track = SpeechTrack(samples_per_tick=1920, prepare=prepare)
+    track.append(np.full(1920, 5, np.int16), 48000)
+    audio, speaking = track.pull()
+    assert speaking is not None and (audio == 5).all()
 
 
 @pytest.mark.parametrize("rate", [16000, 22050, 24000, 44100])

@@ -7,9 +7,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from broadcaster.face.lipsync.base import LipSync
 from broadcaster.stream.encoder import Encoder
 from broadcaster.stream.outputs.base import PacketOutput
 from broadcaster.stream.program import Program
+from broadcaster.voice.speech_track import SpeechTrack
 
 log = logging.getLogger("broadcaster.status")
 
@@ -17,10 +19,19 @@ log = logging.getLogger("broadcaster.status")
 class StatusReporter:
     """Formats the status of the program, the encoder and the outputs since the previous report."""
 
-    def __init__(self, program: Program, encoder: Encoder | None, outputs: Sequence[PacketOutput]) -> None:
+    def __init__(
+        self,
+        program: Program,
+        encoder: Encoder | None,
+        outputs: Sequence[PacketOutput],
+        lipsync: LipSync | None = None,
+        speech: SpeechTrack | None = None,
+    ) -> None:
         self.program = program
         self.encoder = encoder
         self.outputs = list(outputs)
+        self.lipsync = lipsync
+        self.speech = speech
         self._last = (time.monotonic(), 0)
 
     def line(self) -> str:
@@ -38,6 +49,12 @@ class StatusReporter:
             f"late_max {late * 1000:.0f}ms" if late > float("-inf") else "late_max -",
             f"repeats {stats.repeats}",
         ]
+        if self.lipsync is not None:
+            ls = self.lipsync.stats
+            parts.append(
+                f"lipsync {self.lipsync.name} frames={ls.frames} degraded={ls.degraded_utterances}"
+                f"/{ls.utterances}"
+            )
         if self.encoder is not None:
             parts.append(f"encoder q={self.encoder.queued} drop={self.encoder.stats.dropped}")
         parts.extend(o.status() for o in self.outputs)
@@ -53,6 +70,10 @@ class StatusReporter:
             "late_max_ms": round(stats.late_max_s * 1000, 1) if stats.ticks else None,
             "resyncs": self.program.clock.resyncs,
         }
+        if self.lipsync is not None:
+            result["lipsync"] = {"backend": self.lipsync.name, **self.lipsync.stats.as_dict()}
+        if self.speech is not None:
+            result["speech"] = {"samples": self.speech.samples_spoken, "held_ticks": self.speech.held_ticks}
         if self.encoder is not None:
             e = self.encoder.stats
             result["encoder"] = {

@@ -1,8 +1,13 @@
-"""The compositor: background plus avatar, one I420 program frame per tick."""
+"""The compositor: background plus the avatar on air, one I420 program frame per tick.
+
+Several avatars can be preloaded as stages; ``switch`` puts another on air at the next tick.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -11,13 +16,11 @@ import numpy as np
 from broadcaster.config import AvatarConfig
 from broadcaster.face.avatar import Avatar
 from broadcaster.face.i420 import from_bgr, planes
-from broadcaster.face.idle import AvatarMotion, PhotoIdle, VideoLoop
+from broadcaster.face.lipsync.base import LipSync
+from broadcaster.face.stage import Stage
+from broadcaster.voice.speech_track import SpeechFrame
 
 log = logging.getLogger(__name__)
-
-
-def _even(x: float) -> int:
-    return max(2, round(x / 2) * 2)
 
 
 def make_background(size: tuple[int, int], spec: str, base_dir: Path) -> np.ndarray:
@@ -42,65 +45,62 @@ def make_background(size: tuple[int, int], spec: str, base_dir: Path) -> np.ndar
     return np.ascontiguousarray(resized[y0 : y0 + h, x0 : x0 + w])
 
 
-def placement(
-    canvas: tuple[int, int], avatar: tuple[int, int], cfg: AvatarConfig
-) -> tuple[int, int, int, int]:
-    """Where the avatar stands: (x, y, w, h), even, bottom-anchored, inside the canvas."""
-    cw, ch = canvas
-    aw, ah = avatar
-    h = _even(ch * cfg.scale)
-    w = _even(h * aw / ah)
-    if w > cw:
-        w = cw
-        h = min(ch, _even(w * ah / aw))
-    x = {"left": 0, "center": (cw - w) // 2 // 2 * 2, "right": cw - w}[cfg.align]
-    return x, ch - h, w, h
-
-
 class Compositor:
-    """Draws program frames: a copy of the static background with the avatar's patch in place."""
+    """Draws program frames: a copy of the static background with the avatar on air in place."""
 
     def __init__(
-        self, size: tuple[int, int], background: np.ndarray, avatar: Avatar, cfg: AvatarConfig
+        self,
+        size: tuple[int, int],
+        background: np.ndarray,
+        avatars: Sequence[Avatar],
+        cfg: AvatarConfig,
+        lipsync: LipSync,
     ) -> None:
         # A frame's warps take a few milliseconds; OpenCV's worker threads cost more CPU than they save
         # (measured: 8.6 vs 6.5 ms of CPU per 720p frame), and the encoder needs the other core.
         cv2.setNumThreads(1)
+        if not avatars:
+            raise ValueError("the compositor needs at least one avatar")
         self.size = size
+        self.lipsync = lipsync
         self._base = from_bgr(background)
-        x, y, w, h = placement(size, avatar.manifest.size, cfg)
-        self.rect = (x, y, w, h)
-        scaled = [cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA) for img in avatar.images]
-        self.motion: AvatarMotion
-        if avatar.manifest.kind == "photo":
-            self.motion = PhotoIdle(scaled[0], self._pivot(avatar, w, h), cfg.idle)
-        else:
-            self.motion = VideoLoop(scaled, avatar.manifest.fps)
-        log.info(
-            "avatar %r (%s) at x=%d y=%d %dx%d on a %dx%d canvas",
-            avatar.name,
-            avatar.manifest.kind,
-            x,
-            y,
-            w,
-            h,
-            *size,
-        )
+        self.stages = {a.name: Stage(a, size, cfg) for a in avatars}
+        self._lock = threading.Lock()
+        self._pending: str | None = None
+        self.stage = self.stages[avatars[0].name]
+        lipsync.use_avatar(self.stage.reference())
+        for stage in self.stages.values():
+            log.info(
+                "avatar %r (%s) at x=%d y=%d %dx%d on a %dx%d canvas",
+                stage.name,
+                stage.kind,
+                *stage.rect,
+                *size,
+            )
 
-    @staticmethod
-    def _pivot(avatar: Avatar, w: int, h: int) -> tuple[float, float]:
-        """The neck: below the face's centre when a face was found, else a portrait's usual place."""
-        sx, sy = w / avatar.manifest.size[0], h / avatar.manifest.size[1]
-        if avatar.manifest.face:
-            fx, fy, fw, fh = avatar.manifest.face
-            return (fx + fw / 2) * sx, (fy + fh * 1.05) * sy
-        return w / 2, h * 0.5
+    @property
+    def rect(self) -> tuple[int, int, int, int]:
+        """Where the avatar on air stands."""
+        return self.stage.rect
 
-    def frame(self, t: float) -> np.ndarray:
+    def switch(self, name: str) -> None:
+        """Put preloaded avatar ``name`` on air from the next tick; KeyError names the preloaded ones."""
+        if name not in self.stages:
+            raise KeyError(f"avatar {name!r} is not preloaded (preloaded: {', '.join(sorted(self.stages))})")
+        with self._lock:
+            self._pending = name
+
+    def frame(self, t: float, speech: SpeechFrame | None = None) -> np.ndarray:
         """The program picture at time t seconds: a new array, never written again once returned."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is not None and pending != self.stage.name:
+            self.stage = self.stages[pending]
+            self.lipsync.use_avatar(self.stage.reference())
+            log.info("avatar %r on air", pending)
         out = self._base.copy()
-        x, y, w, h = self.rect
-        patch = self.motion.picture(t)
+        x, y, w, h = self.stage.rect
+        patch = self.stage.picture(t, self.lipsync, speech)
         for dst, src, div in zip(planes(out), planes(patch), (1, 2, 2), strict=True):
             dst[y // div : (y + h) // div, x // div : (x + w) // div] = src
         return out

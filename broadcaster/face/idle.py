@@ -10,23 +10,12 @@ loop never jumps.
 from __future__ import annotations
 
 import math
-from typing import Protocol
 
 import cv2
 import numpy as np
 
 from broadcaster.config import IdleConfig
-from broadcaster.face.i420 import from_bgr, planes
-
-
-class AvatarMotion(Protocol):
-    """A source of avatar pictures: the I420 patch to show at program time ``t`` seconds."""
-
-    size: tuple[int, int]
-
-    def picture(self, t: float) -> np.ndarray:
-        """The avatar's I420 patch, shape (h*3/2, w)."""
-        ...
+from broadcaster.face.i420 import planes
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -58,13 +47,13 @@ class _WarpFields:
 
 
 class PhotoIdle:
-    """Breathing and head sway for a still photo, already scaled to its place on the canvas."""
+    """Breathing and head sway for a still photo (I420), already scaled to its place on the canvas."""
 
-    def __init__(self, image: np.ndarray, pivot: tuple[float, float], idle: IdleConfig) -> None:
-        h, w = image.shape[:2]
+    def __init__(self, still: np.ndarray, pivot: tuple[float, float], idle: IdleConfig) -> None:
+        h, w = still.shape[0] * 2 // 3, still.shape[1]
         self.size = (w, h)
         self._idle = idle
-        self._still = from_bgr(image)
+        self._still = still
         self._pivot_y = pivot[1]
         self._height = h
         self._full = _WarpFields(w, h, pivot, 0.14)
@@ -83,12 +72,13 @@ class PhotoIdle:
         b = (0.0, inv * (self._pivot_y - self._height))
         return a, b
 
-    def picture(self, t: float) -> np.ndarray:
-        """The photo, warped for time t, as an I420 patch."""
+    def picture(self, t: float, source: np.ndarray | None = None) -> np.ndarray:
+        """The photo (or ``source``, the photo with a mouth drawn on it), warped for time t."""
         a, b = self.motion(t)
-        out = np.empty_like(self._still)
+        still = self._still if source is None else source
+        out = np.empty_like(still)
         for (src, dst), fields, scale in zip(
-            zip(planes(self._still), planes(out), strict=True),
+            zip(planes(still), planes(out), strict=True),
             (self._full, self._half, self._half),
             (1.0, 0.5, 0.5),
             strict=True,
@@ -101,21 +91,15 @@ class PhotoIdle:
 class VideoLoop:
     """A clip that plays forward then backward forever, at the clip's own frame rate."""
 
-    def __init__(self, images: list[np.ndarray], fps: float) -> None:
-        if len(images) < 2:
+    def __init__(self, frames: int, fps: float) -> None:
+        if frames < 2:
             raise ValueError("a video loop needs at least 2 frames")
-        h, w = images[0].shape[:2]
-        self.size = (w, h)
-        self._pictures = [from_bgr(image) for image in images]
+        self.frames = frames
         self._fps = fps
 
     def index(self, t: float) -> int:
         """Which frame is shown at time t (ping-pong: 0..n-1, n-2..1, 0..)."""
-        n = len(self._pictures)
+        n = self.frames
         period = 2 * (n - 1)
         i = int(t * self._fps + 1e-9) % period
         return i if i < n else period - i
-
-    def picture(self, t: float) -> np.ndarray:
-        """The loop's frame at time t."""
-        return self._pictures[self.index(t)]

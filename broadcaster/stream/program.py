@@ -17,15 +17,15 @@ import numpy as np
 
 from broadcaster.stream.clock import ProgramClock
 from broadcaster.stream.tick import Tick, TickSink
-from broadcaster.voice.speech_track import SpeechTrack
+from broadcaster.voice.speech_track import SpeechFrame, SpeechTrack
 
 log = logging.getLogger(__name__)
 
 
 class FrameSource(Protocol):
-    """What draws the picture for program time t (the compositor)."""
+    """What draws the picture for program time t (the compositor), with the mouth for ``speech``."""
 
-    def frame(self, t: float) -> np.ndarray:
+    def frame(self, t: float, speech: SpeechFrame | None = None) -> np.ndarray:
         """A new I420 picture for time ``t`` seconds."""
         ...
 
@@ -92,12 +92,14 @@ class Program:
         self.clock.start(self.lead_s)
         self._run()
 
-    def _picture(self, k: int, previous: np.ndarray | None, late: bool) -> np.ndarray:
+    def _picture(
+        self, k: int, speech: SpeechFrame | None, previous: np.ndarray | None, late: bool
+    ) -> np.ndarray:
         if late and previous is not None:
             self.stats.repeats += 1
             return previous
         try:
-            picture = self.frames.frame(k / self.clock.timing.fps)
+            picture = self.frames.frame(k / self.clock.timing.fps, speech)
         except Exception:
             self.stats.render_errors += 1
             if previous is None:
@@ -114,7 +116,6 @@ class Program:
 
     def _run(self) -> None:
         clock, wall, stats = self.clock, self.clock.wall, self.stats
-        samples = clock.timing.samples_per_tick
         previous: np.ndarray | None = None
         k = 0
         try:
@@ -129,9 +130,9 @@ class Program:
                     )
                     clock.resync(k, wall.now() + self.lead_s)
                     due = clock.due(k)
-                previous = self._picture(k, previous, late=behind > 0)
-                audio, speaking = self.speech.pull(samples)
-                tick = Tick(k, previous, audio, speaking)
+                audio, speech = self.speech.pull()
+                previous = self._picture(k, speech, previous, late=behind > 0)
+                tick = Tick(k, previous, audio, speech is not None)
                 for sink in self.sinks:
                     sink.offer(tick)
                 late = wall.now() - due

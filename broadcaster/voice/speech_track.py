@@ -1,52 +1,106 @@
 """The speech track: utterances queued as 48 kHz stereo PCM, pulled one tick at a time by the program.
 
-Appending is thread-safe and cheap (resampling happens in the caller's thread); pulling never blocks
-and returns exact zeros when nothing is queued, so silence between utterances is true digital silence.
+Each utterance starts on a tick boundary, so its n-th tick is the same thing for the audio and for the
+face drawn with it: lip-sync can prepare mouth pictures per utterance tick before it plays (invariant
+5). A lip-sync backend that needs time to prepare holds the utterance back (silence, a bounded number of
+ticks) until it is ready; it never makes audio late once it plays. Appending is thread-safe; pulling
+never blocks and returns exact zeros when nothing plays.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from broadcaster.voice.pcm import resample
 
+log = logging.getLogger(__name__)
 
-@dataclass
+
+@dataclass(frozen=True)
+class Phoneme:
+    """A sound the TTS says (a phoneme or viseme symbol), in seconds from the utterance's start."""
+
+    start_s: float
+    end_s: float
+    symbol: str
+
+
+@dataclass(eq=False)
 class Utterance:
-    """One piece of speech on the track; ``start_sample`` is set when its first sample is pulled."""
+    """One piece of speech on the track. ``start_sample``/``start_tick`` are set when it starts playing.
+
+    ``ready`` is set by lip-sync when its mouth pictures are prepared far enough ahead; ``held_ticks``
+    counts the silent ticks it waited for that.
+    """
 
     id: int
     samples: int
+    phonemes: tuple[Phoneme, ...] = ()
     start_sample: int | None = None
+    start_tick: int | None = None
+    held_ticks: int = 0
     done: threading.Event = field(default_factory=threading.Event)
+    ready: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechFrame:
+    """What is speaking in one tick: the utterance and which of its ticks this is (0 = its first)."""
+
+    utterance: Utterance
+    index: int
+
+
+PrepareHook = Callable[[Utterance, np.ndarray], None]
 
 
 class SpeechTrack:
-    """A queue of utterances that the render loop drains S samples per tick."""
+    """A queue of utterances that the render loop drains one tick of samples at a time."""
 
-    def __init__(self, sample_rate: int = 48000) -> None:
+    def __init__(
+        self,
+        sample_rate: int = 48000,
+        samples_per_tick: int = 1920,
+        max_hold_ticks: int = 25,
+        prepare: PrepareHook | None = None,
+    ) -> None:
         self.sample_rate = sample_rate
+        self.samples_per_tick = samples_per_tick
+        self.max_hold_ticks = max_hold_ticks
+        self._prepare = prepare
         self._lock = threading.Lock()
         self._queue: deque[tuple[Utterance, np.ndarray]] = deque()
         self._offset = 0
         self._ids = itertools.count(1)
-        self._position = 0
+        self._tick = 0
         self.samples_spoken = 0
+        self.held_ticks = 0
 
-    def append(self, pcm: np.ndarray, rate: int) -> Utterance:
+    def append(self, pcm: np.ndarray, rate: int, phonemes: Sequence[Phoneme] = ()) -> Utterance:
         """Queue PCM (any rate, mono or stereo, int16 or float) as one utterance after those queued."""
         data = resample(pcm, rate, self.sample_rate)
-        utterance = Utterance(next(self._ids), len(data))
+        utterance = Utterance(next(self._ids), len(data), tuple(phonemes))
+        if not len(data):
+            utterance.ready.set()
+            utterance.done.set()
+            return utterance
+        if self._prepare is None:
+            utterance.ready.set()
+        else:
+            try:
+                self._prepare(utterance, data)
+            except Exception:
+                log.exception("lip-sync could not prepare utterance %d; it plays without it", utterance.id)
+                utterance.ready.set()
         with self._lock:
-            if len(data):
-                self._queue.append((utterance, data))
-            else:
-                utterance.done.set()
+            self._queue.append((utterance, data))
         return utterance
 
     @property
@@ -55,23 +109,41 @@ class SpeechTrack:
         with self._lock:
             return sum(len(d) for _, d in self._queue) - self._offset
 
-    def pull(self, n: int) -> tuple[np.ndarray, bool]:
-        """The next ``n`` program samples, shape (n, 2), and whether any of them is speech."""
+    def pull(self) -> tuple[np.ndarray, SpeechFrame | None]:
+        """The next tick's samples, shape (S, 2), and what speaks in it (None: silence)."""
+        n = self.samples_per_tick
         out = np.zeros((n, 2), np.int16)
-        filled = 0
+        speaking: SpeechFrame | None = None
         with self._lock:
-            while filled < n and self._queue:
+            if self._queue:
                 utterance, data = self._queue[0]
-                if utterance.start_sample is None:
-                    utterance.start_sample = self._position + filled
-                take = min(n - filled, len(data) - self._offset)
-                out[filled : filled + take] = data[self._offset : self._offset + take]
-                filled += take
-                self._offset += take
-                if self._offset == len(data):
-                    self._queue.popleft()
-                    self._offset = 0
-                    utterance.done.set()
-            self._position += n
-            self.samples_spoken += filled
-        return out, filled > 0
+                if self._offset == 0 and not self._may_start(utterance):
+                    self.held_ticks += 1
+                else:
+                    if utterance.start_tick is None:
+                        utterance.start_tick = self._tick
+                        utterance.start_sample = self._tick * n
+                    take = min(n, len(data) - self._offset)
+                    out[:take] = data[self._offset : self._offset + take]
+                    self._offset += take
+                    self.samples_spoken += take
+                    speaking = SpeechFrame(utterance, self._tick - utterance.start_tick)
+                    if self._offset == len(data):
+                        self._queue.popleft()
+                        self._offset = 0
+                        utterance.done.set()
+            self._tick += 1
+        return out, speaking
+
+    def _may_start(self, utterance: Utterance) -> bool:
+        if utterance.ready.is_set():
+            return True
+        if utterance.held_ticks >= self.max_hold_ticks:
+            log.warning(
+                "utterance %d: lip-sync not ready after %d ticks; playing it anyway",
+                utterance.id,
+                utterance.held_ticks,
+            )
+            return True
+        utterance.held_ticks += 1
+        return False
