@@ -60,13 +60,17 @@ class ClassicLipSync(LipSync):
             shapes = shapes_from_audio(mono, self.sample_rate, self.samples_per_tick)
         return anticipate(shapes)
 
-    def prepare(self, utterance: Utterance, pcm: np.ndarray) -> None:
-        """Analyse the utterance now; it is ready at once."""
+    def analyse(self, utterance: Utterance, pcm: np.ndarray) -> None:
+        """Work out the utterance's shapes and keep them for ``draw``."""
         shapes = self.shapes(utterance, pcm)
         with self._lock:
             self._shapes[utterance.id] = shapes
             while len(self._shapes) > KEEP_UTTERANCES:
                 self._shapes.popitem(last=False)
+
+    def prepare(self, utterance: Utterance, pcm: np.ndarray) -> None:
+        """Analyse the utterance now; it is ready at once."""
+        self.analyse(utterance, pcm)
         utterance.ready.set()
 
     def target(self, speech: SpeechFrame | None) -> np.ndarray:
@@ -85,13 +89,17 @@ class ClassicLipSync(LipSync):
         self._state = (self._state + rate * (target - self._state)).astype(np.float32)
         return self._state
 
-    def draw(self, face: FaceView, speech: SpeechFrame | None) -> None:
-        """Smooth towards this tick's shape and draw it (nothing to draw once the mouth is at rest)."""
+    def count(self, speech: SpeechFrame | None) -> None:
+        """Count a drawn speaking frame, and a new utterance when one starts."""
         if speech is not None:
             self.stats.frames += 1
             if speech.utterance.id != self._current:
                 self._current = speech.utterance.id
                 self.stats.utterances += 1
+
+    def draw(self, face: FaceView, speech: SpeechFrame | None) -> None:
+        """Smooth towards this tick's shape and draw it (nothing to draw once the mouth is at rest)."""
+        self.count(speech)
         shape = self.follow(self.target(speech))
         if shape[0] < 0.005 and abs(shape[1] - 0.5) < 0.005:
             return

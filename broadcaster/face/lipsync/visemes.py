@@ -4,8 +4,8 @@ A shape is (open, wide): ``open`` 0 (lips closed) to 1 (jaw fully dropped), ``wi
 through 0.5 (neutral) to 1 (spread, "ee"). With phoneme timings from the TTS each tick takes the
 duration-weighted shapes of the sounds it overlaps, scaled by loudness. Without them, each tick's audio
 is matched by its spectrum, in the spirit of uLipSync's vowel matching: loudness opens the mouth, energy
-in the first-formant band (open vowels) opens it further, energy in the second-formant band relative to
-the first spreads the lips (i, e) or rounds them (u, o), and hiss (s, sh, f) nearly closes it.
+in the first-formant band (open vowels) opens it further, a high centroid of the second-formant band
+spreads the lips (i, e) and a low one rounds them (u, o), and hiss (s, sh, f) nearly closes it.
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ def shapes_from_audio(mono: np.ndarray, rate: int, samples_per_tick: int) -> np.
     loud = loudness(mono, samples_per_tick)
     f1 = np.clip((low / total - 0.25) / 0.55, 0.0, 1.0)
     hiss = np.clip((high / total - 0.25) / 0.5, 0.0, 1.0)
-    spread = np.clip((mid / (low + mid) - 0.3) / 0.4, 0.0, 1.0)
+    second = (freqs >= 900) & (freqs < 3000)
+    centroid = (spectrum[:, second] * freqs[second]).sum(axis=1) / (spectrum[:, second].sum(axis=1) + 1e-12)
+    spread = np.clip((centroid - 950.0) / 1250.0, 0.0, 1.0)
     open_ = loud * (0.6 + 0.4 * f1) * (1.0 - 0.65 * hiss)
     wide = 0.5 + (spread - 0.5) * np.minimum(1.0, loud * 2)
     return np.stack([open_, wide], axis=1).astype(np.float32)
