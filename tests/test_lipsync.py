@@ -1,3 +1,4 @@
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,7 @@ def test_the_follower_opens_fast_closes_slower_and_rests_in_silence() -> None:
         lips.follow(open_target)
     closing = [float(lips.follow(np.array([0.0, 0.5], np.float32))[0]) for _ in range(20)]
     assert 0.3 < closing[0] < 0.9
-    assert all(b < a for a, b in zip(closing, closing[1:], strict=False))
+    assert all(b < a for a, b in itertools.pairwise(closing))
     assert closing[-1] < 0.01
 
 
