@@ -85,12 +85,22 @@ def _check(cfg: Config) -> None:
         avatar = load_avatar(cfg.resolve(cfg.avatar.dir), cfg.avatar.name)
     except AvatarError as exc:
         raise ConfigError(f"avatar.name = {cfg.avatar.name!r}: {exc}") from exc
+    for name in cfg.avatar.preload:
+        try:
+            load_avatar(cfg.resolve(cfg.avatar.dir), name)
+        except AvatarError as exc:
+            raise ConfigError(f"avatar.preload: {exc}") from exc
+    if cfg.face.lipsync != "classic":
+        from broadcaster.face.lipsync import create_lipsync  # noqa: PLC0415 (may import torch)
+        from broadcaster.stream.clock import Timing  # noqa: PLC0415
+
+        create_lipsync(cfg, Timing(cfg.program.fps, cfg.program.sample_rate)).close()
     bg = cfg.program.background
     if not bg.startswith("#") and not cfg.resolve(bg).is_file():
         raise ConfigError(f"program.background = {bg!r}: no image at {cfg.resolve(bg)}")
     print(
         f"config OK: {cfg.program.resolution} {cfg.program.fps} fps, avatar {avatar.name!r} "
-        f"({avatar.manifest.kind}), {len(cfg.outputs)} output(s)"
+        f"({avatar.manifest.kind}), lip-sync {cfg.face.lipsync}, {len(cfg.outputs)} output(s)"
     )
 
 

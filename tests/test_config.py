@@ -40,6 +40,10 @@ def test_no_file_gives_the_defaults() -> None:
         ("[[outputs]]\ntype = 'rtmp'\nurl = 'http://x/y'\n", "outputs.0.url = 'http://x/y'", "rtmp://"),
         ("[[outputs]]\ntype = 'record'\npath = 'a.avi'\n", "outputs.0.path = 'a.avi'", ".mp4"),
         ("[[outputs]]\ntype = 'ftp'\n", "outputs.0", "'rtmp' or 'record'"),
+        ("[face]\nlipsync = 'musetalk'\n", "face.lipsync = 'musetalk'", "'classic' or 'wav2lip'"),
+        ("[face.wav2lip]\ndevice = 'tpu'\n", "face.wav2lip.device = 'tpu'", "'cuda'"),
+        ("[face.classic]\njaw_drop = 0.5\n", "face.classic.jaw_drop = 0.5", "less than or equal to 0.2"),
+        ("[avatar]\npreload = ['../x']\n", "avatar.preload.0 = '../x'", "pattern"),
     ],
 )
 def test_a_bad_value_names_key_value_and_what_is_allowed(
