@@ -17,6 +17,7 @@ from broadcaster.face.compositor import Compositor, make_background
 from broadcaster.face.lipsync import create_lipsync
 from broadcaster.stream.clock import ProgramClock, Timing
 from broadcaster.stream.encoder import AAC_FRAME, Encoder
+from broadcaster.stream.memory import keep_frame_memory
 from broadcaster.stream.outputs.base import PacketOutput
 from broadcaster.stream.outputs.recorder import Recorder
 from broadcaster.stream.outputs.rtmp import RtmpOutput
@@ -54,6 +55,7 @@ class Broadcaster:
     """One live room's process: the program, the encoder and the outputs, and their order of shutdown."""
 
     def __init__(self, cfg: Config, options: RunOptions) -> None:
+        keep_frame_memory()
         self.cfg = cfg
         self.timing = Timing(cfg.program.fps, cfg.program.sample_rate)
         self.clock = ProgramClock(self.timing)

@@ -53,7 +53,7 @@ class Stage:
         self._idle: PhotoIdle | None = None
         self._loop: VideoLoop | None = None
         if self.kind == "photo":
-            self._still = np.ascontiguousarray(self._pictures[0])
+            self._still = np.array(self._pictures[0])
             self._work = self._still.copy()
             self._idle = PhotoIdle(self._still, self._pivot(), cfg.idle)
         else:
