@@ -35,6 +35,7 @@ from broadcaster.stream.clock import Timing  # noqa: E402
 from broadcaster.stream.encoder import Encoder  # noqa: E402
 from broadcaster.stream.tick import Tick  # noqa: E402
 from tests.conftest import NginxRtmp, grace_hopper  # noqa: E402
+from tests.run_cli import command  # noqa: E402
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
@@ -48,10 +49,7 @@ def run_program(avatar_root: Path, url: str, resolution: str, seconds: float) ->
     """CPU seconds and peak RSS (MB, whole process tree) of one `run --for seconds`."""
     before = children_cpu()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "broadcaster",
+        command(
             "run",
             "--for",
             str(seconds),
@@ -65,7 +63,7 @@ def run_program(avatar_root: Path, url: str, resolution: str, seconds: float) ->
             f'program.resolution="{resolution}"',
             "--set",
             'log.level="WARNING"',
-        ],
+        ),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

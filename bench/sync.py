@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from broadcaster.face import landmarks as lm  # noqa: E402
+from tests.run_cli import command  # noqa: E402
 
 RATE = 48000
 
@@ -139,10 +140,7 @@ def run_and_measure(
 ) -> dict[str, float]:
     """Run the program with ``wav`` on air into a recording, then measure its sync."""
     recording = workdir / "sync.mp4"
-    command = [
-        sys.executable,
-        "-m",
-        "broadcaster",
+    args = [
         "run",
         "--for",
         str(seconds),
@@ -157,7 +155,7 @@ def run_and_measure(
         *extra,
     ]
     done = subprocess.run(
-        command, cwd=workdir, capture_output=True, text=True, timeout=seconds + 120, check=False
+        command(*args), cwd=workdir, capture_output=True, text=True, timeout=seconds + 120, check=False
     )
     if done.returncode != 0:
         raise RuntimeError(f"the program failed ({done.returncode}): {done.stderr[-3000:]}")

@@ -8,7 +8,7 @@ import torch
 
 from bench.sync import correlate, measure, run_and_measure, syllable_train, write_wav
 from broadcaster.face.lipsync.wav2lip_net import Wav2LipNet
-from tests.run_cli import finish, run, start
+from tests.run_cli import Finished, finish, run, start
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +19,25 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state = {f"module.{k}": v for k, v in Wav2LipNet().state_dict().items()}
     torch.save({"state_dict": state, "global_step": 0, "global_epoch": 0}, path)
     return path
+
+
+def run_wav2lip(avatar_root: Path, wav: Path, checkpoint: Path, *args: str) -> Finished:
+    """A short `run` with ``wav`` on air and the Wav2Lip backend on ``checkpoint``."""
+    return finish(
+        start(
+            avatar_root,
+            "--for",
+            "6",
+            "--play-wav",
+            str(wav),
+            "--set",
+            'face.lipsync="wav2lip"',
+            "--set",
+            f'face.wav2lip.checkpoint="{checkpoint}"',
+            *args,
+        ),
+        timeout=180,
+    )
 
 
 def test_classic_lip_sync_is_measurably_in_sync(avatar_root: Path, tmp_path: Path) -> None:
@@ -46,25 +65,16 @@ def test_a_random_wav2lip_runs_end_to_end_in_the_program(
 ) -> None:
     wav = tmp_path / "short.wav"
     write_wav(wav, syllable_train(1.2, seed=5))
-    done = finish(
-        start(
-            avatar_root,
-            "--for",
-            "6",
-            "--play-wav",
-            str(wav),
-            "--output",
-            str(tmp_path / "w2l.mp4"),
-            "--set",
-            'face.lipsync="wav2lip"',
-            "--set",
-            f'face.wav2lip.checkpoint="{random_checkpoint}"',
-            "--set",
-            "face.hold_ms=10000",
-            "--set",
-            "face.wav2lip.batch=8",
-        ),
-        timeout=180,
+    done = run_wav2lip(
+        avatar_root,
+        wav,
+        random_checkpoint,
+        "--output",
+        str(tmp_path / "w2l.mp4"),
+        "--set",
+        "face.hold_ms=10000",
+        "--set",
+        "face.wav2lip.batch=8",
     )
     assert done.code == 0, done.stderr[-3000:]
     summary = done.summary
@@ -82,22 +92,7 @@ def test_wav2lip_that_cannot_keep_up_degrades_to_classic_and_says_so(
 ) -> None:
     wav = tmp_path / "long.wav"
     write_wav(wav, syllable_train(4.0, seed=6))
-    done = finish(
-        start(
-            avatar_root,
-            "--for",
-            "6",
-            "--play-wav",
-            str(wav),
-            "--set",
-            'face.lipsync="wav2lip"',
-            "--set",
-            f'face.wav2lip.checkpoint="{random_checkpoint}"',
-            "--set",
-            "face.hold_ms=0",
-        ),
-        timeout=180,
-    )
+    done = run_wav2lip(avatar_root, wav, random_checkpoint, "--set", "face.hold_ms=0")
     assert done.code == 0, done.stderr[-3000:]
     lipsync = done.summary["lipsync"]
     assert lipsync["degraded_utterances"] == 1 and lipsync["degraded_frames"] > 0

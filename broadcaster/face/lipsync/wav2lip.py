@@ -174,7 +174,6 @@ class Wav2LipLipSync(LipSync):
             self._fade(face)
             return
         self.classic.follow(self.classic.target(speech))
-        self.classic.count(speech)
         generated = job.faces[speech.index] if speech.index < len(job.faces) else None
         if generated is not None and job.avatar == face.avatar and not job.failed and not job.degraded:
             self.stats.frames += 1
