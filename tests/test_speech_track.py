@@ -83,3 +83,20 @@ def test_read_audio_decodes_a_wav_to_program_format(tmp_path: Path) -> None:
     assert abs(len(pcm) - 48000 * 1.25) <= 48
     assert not pcm[: 48000 * 4 // 10].any()
     assert np.abs(pcm[int(48000 * 0.6) : int(48000 * 0.9)]).max() > 10000
+
+
+def test_dropping_a_tag_fades_the_playing_piece_and_removes_the_rest() -> None:
+    track = SpeechTrack(samples_per_tick=1920)
+    loud = np.full(1920 * 4, 10000, np.int16)
+    reply = track.append(loud, 48000, tag="reply")
+    after = track.append(loud, 48000, tag="reply")
+    other = track.append(np.full(1920, 300, np.int16), 48000, tag="script")
+    track.pull()
+    dropped = track.drop("reply")
+    assert dropped == 1920 * 3 - 240 + 1920 * 4
+    audio, speaking = track.pull()
+    assert speaking is not None and speaking.utterance is reply
+    assert audio[0, 0] == 10000 and abs(int(audio[239, 0])) < 100 and not audio[240:].any()
+    assert reply.cut and after.cut and after.done.is_set() and not other.cut
+    audio, speaking = track.pull()
+    assert speaking is not None and speaking.utterance is other and (audio == 300).all()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,15 +38,20 @@ class Utterance:
     """One piece of speech on the track. ``start_sample``/``start_tick`` are set when it starts playing.
 
     ``ready`` is set by lip-sync when its mouth pictures are prepared far enough ahead; ``held_ticks``
-    counts the silent ticks it waited for that.
+    counts the silent ticks it waited for that. ``tag`` names what it belongs to (a reply, a script
+    line) so that can be dropped as a whole; ``started_at`` is the monotonic wall time its first tick
+    was pulled; ``cut`` is set when it was dropped before it finished.
     """
 
     id: int
     samples: int
     phonemes: tuple[Phoneme, ...] = ()
+    tag: object = None
     start_sample: int | None = None
     start_tick: int | None = None
+    started_at: float | None = None
     held_ticks: int = 0
+    cut: bool = False
     done: threading.Event = field(default_factory=threading.Event)
     ready: threading.Event = field(default_factory=threading.Event)
 
@@ -59,6 +65,8 @@ class SpeechFrame:
 
 
 PrepareHook = Callable[[Utterance, np.ndarray], None]
+
+FADE_SAMPLES = 240
 
 
 class SpeechTrack:
@@ -83,10 +91,12 @@ class SpeechTrack:
         self.samples_spoken = 0
         self.held_ticks = 0
 
-    def append(self, pcm: np.ndarray, rate: int, phonemes: Sequence[Phoneme] = ()) -> Utterance:
+    def append(
+        self, pcm: np.ndarray, rate: int, phonemes: Sequence[Phoneme] = (), tag: object = None
+    ) -> Utterance:
         """Queue PCM (any rate, mono or stereo, int16 or float) as one utterance after those queued."""
         data = resample(pcm, rate, self.sample_rate)
-        utterance = Utterance(next(self._ids), len(data), tuple(phonemes))
+        utterance = Utterance(next(self._ids), len(data), tuple(phonemes), tag)
         if not len(data):
             utterance.ready.set()
             utterance.done.set()
@@ -102,6 +112,45 @@ class SpeechTrack:
         with self._lock:
             self._queue.append((utterance, data))
         return utterance
+
+    def drop(self, tag: object = None) -> int:
+        """Drop queued speech (all of it, or that with ``tag``); returns the samples that will not play.
+
+        An utterance that is playing is cut at the next tick with a short fade, so there is no click;
+        the others are removed before they start. Dropped utterances are marked ``cut`` and ``done``.
+        """
+        return self._drop(lambda u: tag is None or u.tag == tag)
+
+    def drop_utterances(self, utterances: Sequence[Utterance]) -> int:
+        """Drop these utterances (those still queued), as ``drop`` does."""
+        ids = {u.id for u in utterances}
+        return self._drop(lambda u: u.id in ids)
+
+    def _drop(self, match: Callable[[Utterance], bool]) -> int:
+        dropped = 0
+        with self._lock:
+            kept: deque[tuple[Utterance, np.ndarray]] = deque()
+            for position, (utterance, data) in enumerate(self._queue):
+                if not match(utterance):
+                    kept.append((utterance, data))
+                    continue
+                if position == 0 and self._offset:
+                    fade = min(FADE_SAMPLES, len(data) - self._offset)
+                    tail = data[self._offset : self._offset + fade].astype(np.float32)
+                    tail *= np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None]
+                    dropped += len(data) - self._offset - fade
+                    faded = np.concatenate([data[: self._offset], tail.astype(np.int16)])
+                    utterance.cut = True
+                    kept.append((utterance, faded))
+                    continue
+                dropped += len(data) - (self._offset if position == 0 else 0)
+                utterance.cut = True
+                utterance.ready.set()
+                utterance.done.set()
+            if self._queue and (not kept or kept[0][0] is not self._queue[0][0]):
+                self._offset = 0
+            self._queue = kept
+        return dropped
 
     @property
     def pending_samples(self) -> int:
@@ -123,6 +172,7 @@ class SpeechTrack:
                     if utterance.start_tick is None:
                         utterance.start_tick = self._tick
                         utterance.start_sample = self._tick * n
+                        utterance.started_at = time.monotonic()
                     take = min(n, len(data) - self._offset)
                     out[:take] = data[self._offset : self._offset + take]
                     self._offset += take

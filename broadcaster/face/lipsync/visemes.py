@@ -17,6 +17,9 @@ import numpy as np
 from broadcaster.voice.speech_track import Phoneme
 
 REST = (0.0, 0.5)
+# The level that counts as "loud" is the utterance's own 90th percentile, but never below this: a short
+# piece of streamed speech that is mostly pause must not open the mouth on its quiet parts.
+REFERENCE_FLOOR_DB = -36.0
 
 # Visemes by phoneme symbol (espeak-ng / IPA-ish / ARPAbet-ish spellings share one table).
 _GROUPS: tuple[tuple[tuple[float, float], tuple[str, ...]], ...] = (
@@ -58,7 +61,7 @@ def loudness(mono: np.ndarray, samples_per_tick: int) -> np.ndarray:
     """Per tick, 0..1: the level relative to the utterance's own loud parts (robust to TTS volume)."""
     frames = _tick_windows(mono, samples_per_tick)
     db = 10 * np.log10((frames.astype(np.float64) ** 2).mean(axis=1) + 1e-10)
-    reference = float(np.percentile(db, 90)) if len(db) else -100.0
+    reference = max(float(np.percentile(db, 90)) if len(db) else -100.0, REFERENCE_FLOOR_DB)
     return np.clip((db - (reference - 32.0)) / 30.0, 0.0, 1.0).astype(np.float32)
 
 
