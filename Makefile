@@ -34,7 +34,7 @@ $(BIN)/python: pyproject.toml | system-run
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,wav2lip]'
+	$(BIN)/pip install --quiet -e '.[dev,wav2lip,piper]'
 	$(BIN)/pip install --quiet --no-deps mediapipe==0.10.21
 	@touch $@
 

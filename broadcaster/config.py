@@ -97,6 +97,132 @@ class FaceConfig(_Section):
     wav2lip: Wav2LipConfig = Wav2LipConfig()
 
 
+TTS_ENGINES = ("local", "edge", "gpt_sovits", "cosyvoice", "openai")
+
+
+class SplitConfig(_Section):
+    """`[voice.split]`: how text is cut into sentences for TTS."""
+
+    max_chars: int = Field(60, ge=10, le=400)
+    min_chars: int = Field(6, ge=1, le=100)
+    first_min_chars: int = Field(4, ge=1, le=100)
+
+
+class TtsCacheConfig(_Section):
+    """`[voice.cache]`: synthesised audio kept on disk, so repeated lines are synthesised once."""
+
+    enabled: bool = True
+    dir: Path = Path(".cache/tts")
+    max_mb: int = Field(512, ge=1, le=100000)
+
+
+class LocalTtsConfig(_Section):
+    """`[voice.local]`: offline speech, espeak-ng (bundled) or a piper voice file."""
+
+    backend: Literal["espeak", "piper"] = "espeak"
+    voice: str = "cmn"
+    rate_wpm: int = Field(175, ge=80, le=450)
+    pitch: int = Field(50, ge=0, le=99)
+    piper_model: str = ""
+    piper_speaker: int = Field(0, ge=0)
+
+
+class EdgeTtsConfig(_Section):
+    """`[voice.edge]`: Microsoft Edge's online voices (edge-tts)."""
+
+    voice: str = "zh-CN-XiaoxiaoNeural"
+    rate: str = Field("+0%", pattern=r"^[+-]\d+%$")
+    pitch: str = Field("+0Hz", pattern=r"^[+-]\d+Hz$")
+    volume: str = Field("+0%", pattern=r"^[+-]\d+%$")
+
+
+class GptSovitsConfig(_Section):
+    """`[voice.gpt_sovits]`: a self-hosted GPT-SoVITS server (api_v2.py)."""
+
+    url: str = "http://127.0.0.1:9880"
+    ref_audio_path: str = ""
+    prompt_text: str = ""
+    prompt_lang: str = "zh"
+    text_lang: str = "zh"
+    speed_factor: float = Field(1.0, ge=0.5, le=2.0)
+    extra: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class CosyVoiceConfig(_Section):
+    """`[voice.cosyvoice]`: a self-hosted CosyVoice FastAPI server (runtime/python/fastapi)."""
+
+    url: str = "http://127.0.0.1:50000"
+    mode: Literal["sft", "instruct"] = "sft"
+    spk_id: str = "中文女"
+    instruct_text: str = ""
+    sample_rate: int = Field(22050, ge=8000, le=48000)
+
+
+class OpenAiSpeechConfig(_Section):
+    """`[voice.openai]`: any OpenAI-compatible ``/v1/audio/speech`` endpoint."""
+
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    model: str = "tts-1"
+    voice: str = "alloy"
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+
+
+class VoiceConfig(_Section):
+    """`[voice]`: the TTS fallback chain and the engines' settings."""
+
+    engines: tuple[Literal[TTS_ENGINES], ...] = Field(("local",), min_length=1)  # type: ignore[valid-type]
+    first_audio_timeout_s: float = Field(4.0, gt=0, le=60)
+    timeout_s: float = Field(30.0, gt=0, le=600)
+    prebuffer_ms: int = Field(80, ge=40, le=2000)
+    split: SplitConfig = SplitConfig()
+    cache: TtsCacheConfig = TtsCacheConfig()
+    local: LocalTtsConfig = LocalTtsConfig()
+    edge: EdgeTtsConfig = EdgeTtsConfig()
+    gpt_sovits: GptSovitsConfig = GptSovitsConfig()
+    cosyvoice: CosyVoiceConfig = CosyVoiceConfig()
+    openai: OpenAiSpeechConfig = OpenAiSpeechConfig()
+
+
+class LlmConfig(_Section):
+    """`[llm]`: the model that writes replies; an empty ``base_url`` runs the bundled local model."""
+
+    base_url: str = ""
+    api_key_env: str = "LLM_API_KEY"
+    model: str = "local"
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(120, ge=8, le=4096)
+    first_token_timeout_s: float = Field(10.0, gt=0, le=300)
+    timeout_s: float = Field(30.0, gt=0, le=600)
+    local_threads: int = Field(0, ge=0, le=64)
+    local_context: int = Field(2048, ge=256, le=32768)
+
+
+class PersonaConfig(_Section):
+    """`[persona]`: who the host is and how they speak."""
+
+    name: str = "小播"
+    style: str = "warm, lively and brief; one or two short sentences"
+    system_prompt: str = ""
+    reply_max_chars: int = Field(120, ge=10, le=2000)
+    memory_turns: int = Field(3, ge=0, le=50)
+    memory_viewers: int = Field(500, ge=1, le=100000)
+
+
+class SafetyConfig(_Section):
+    """`[safety]`: what is never said on air; the shipped lists plus the room's own."""
+
+    defaults: bool = True
+    lists: tuple[str, ...] = ()
+    fact_guard: bool = True
+
+
+class ShowConfig(_Section):
+    """`[show]`: where the scripted talks and product facts live."""
+
+    library: Path = Path("scripts_library")
+
+
 class VideoEncoding(_Section):
     """`[encoder.video]`: H.264 settings shared by every encoded output."""
 
@@ -173,6 +299,11 @@ class Config(_Section):
     avatar: AvatarConfig = AvatarConfig()
     face: FaceConfig = FaceConfig()
     encoder: EncoderConfig = EncoderConfig()
+    voice: VoiceConfig = VoiceConfig()
+    llm: LlmConfig = LlmConfig()
+    persona: PersonaConfig = PersonaConfig()
+    safety: SafetyConfig = SafetyConfig()
+    show: ShowConfig = ShowConfig()
     outputs: list[OutputConfig] = Field(default_factory=list)
     log: LogConfig = LogConfig()
     base_dir: Path = Field(Path(), exclude=True)
