@@ -183,6 +183,13 @@ class VoiceConfig(_Section):
     cosyvoice: CosyVoiceConfig = CosyVoiceConfig()
     openai: OpenAiSpeechConfig = OpenAiSpeechConfig()
 
+    @field_validator("engines")
+    @classmethod
+    def _engines(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("each engine at most once in the chain")
+        return value
+
 
 class LlmConfig(_Section):
     """`[llm]`: the model that writes replies; an empty ``base_url`` runs the bundled local model."""

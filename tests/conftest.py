@@ -124,3 +124,15 @@ def nginx(tmp_path: Path) -> Iterator[NginxRtmp]:
         if server.process is not None:
             server.resume()
         server.kill()
+
+
+@pytest.fixture(scope="session")
+def local_llm() -> Iterator[str]:
+    """The bundled SmolLM2 model served by a real llama_cpp.server on loopback; yields its base URL."""
+    from broadcaster.config import LlmConfig  # noqa: PLC0415
+    from broadcaster.show.local_llm import LocalLlmServer  # noqa: PLC0415
+
+    server = LocalLlmServer(LlmConfig(local_threads=1))
+    url = server.start_blocking()
+    yield url
+    server.close_blocking()

@@ -1,0 +1,157 @@
+"""The TTS fallback chain: the primary engine speaks, the next one takes over when it fails or stalls.
+
+A sentence goes to the first engine (or straight from the cache when that engine said it before). If
+the engine raises, or sends no audio within ``first_audio_timeout_s``, or stalls for ``timeout_s``
+between chunks, the sentence goes to the next engine; nothing is dropped silently: each failure is
+counted and logged, and a sentence no engine could speak raises ``TtsError`` for the caller to log.
+An engine that fails after some audio already went out is retried from the sentence's start by the
+next one (the caller is told through ``restart``, so it can discard the partial audio it queued).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from broadcaster.voice.cache import AudioCache
+from broadcaster.voice.tts.base import TtsChunk, TtsEngine, TtsError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineStats:
+    """One engine's counters."""
+
+    sentences: int = 0
+    failures: int = 0
+    timeouts: int = 0
+    first_audio_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the status line and the run summary."""
+        recent = sorted(self.first_audio_ms)
+        return {
+            "sentences": self.sentences,
+            "failures": self.failures,
+            "timeouts": self.timeouts,
+            "first_audio_p50_ms": round(recent[len(recent) // 2], 1) if recent else None,
+        }
+
+
+@dataclass(frozen=True)
+class Spoken:
+    """A chunk and the engine it came from; ``restart``: drop what was queued for this sentence so far."""
+
+    chunk: TtsChunk
+    engine: str
+    restart: bool = False
+
+
+class TtsChain:
+    """Engines in order of preference, with an optional cache in front of each."""
+
+    def __init__(
+        self,
+        engines: Sequence[TtsEngine],
+        first_audio_timeout_s: float,
+        timeout_s: float,
+        cache: AudioCache | None = None,
+    ) -> None:
+        if not engines:
+            raise ValueError("a TTS chain needs at least one engine")
+        self.engines = list(engines)
+        self.first_audio_timeout_s = first_audio_timeout_s
+        self.timeout_s = timeout_s
+        self.cache = cache
+        self.engine_stats = {e.name: EngineStats() for e in engines}
+        self.fallbacks = 0
+        self.unspoken = 0
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the chain, its engines and its cache."""
+        out: dict[str, Any] = {
+            "fallbacks": self.fallbacks,
+            "unspoken": self.unspoken,
+            "engines": {name: s.as_dict() for name, s in self.engine_stats.items()},
+        }
+        if self.cache is not None:
+            out["cache"] = vars(self.cache.stats).copy()
+        return out
+
+    async def speak(self, text: str, *, cache: bool = False) -> AsyncIterator[Spoken]:
+        """The sentence's audio from the first engine that can speak it."""
+        sent_any = False
+        errors: list[str] = []
+        for position, engine in enumerate(self.engines):
+            key = AudioCache.key(engine.name, engine.settings_key, text) if self.cache else ""
+            if cache and self.cache is not None:
+                hit = await asyncio.to_thread(self.cache.get, key)
+                if hit is not None:
+                    yield Spoken(hit, engine.name, restart=sent_any)
+                    return
+            stats = self.engine_stats[engine.name]
+            stats.sentences += 1
+            chunks: list[TtsChunk] = []
+            try:
+                async for chunk in self._attempt(engine, text, stats):
+                    yield Spoken(chunk, engine.name, restart=sent_any and not chunks)
+                    chunks.append(chunk)
+            except TtsError as exc:
+                stats.failures += 1
+                errors.append(f"{engine.name}: {exc}")
+                nxt = self.engines[position + 1].name if position + 1 < len(self.engines) else None
+                log.warning(
+                    "TTS %s failed on %r (%s)%s",
+                    engine.name,
+                    text[:60],
+                    exc,
+                    f"; {nxt} speaks it" if nxt else "",
+                )
+                if nxt:
+                    self.fallbacks += 1
+                sent_any = sent_any or bool(chunks)
+                continue
+            if cache and self.cache is not None and chunks:
+                await asyncio.to_thread(self.cache.put, key, chunks)
+            return
+        self.unspoken += 1
+        raise TtsError("no engine could speak it: " + "; ".join(errors))
+
+    async def _attempt(self, engine: TtsEngine, text: str, stats: EngineStats) -> AsyncIterator[TtsChunk]:
+        started = time.monotonic()
+        stream = engine.stream(text)
+        first = True
+        try:
+            while True:
+                limit = self.first_audio_timeout_s if first else self.timeout_s
+                try:
+                    async with asyncio.timeout(limit):
+                        chunk = await anext(stream)
+                except StopAsyncIteration:
+                    if first:
+                        raise TtsError("it returned no audio") from None
+                    return
+                except TimeoutError as exc:
+                    stats.timeouts += 1
+                    what = "no audio within" if first else "stalled for"
+                    raise TtsError(f"{what} {limit:g} s") from exc
+                except TtsError:
+                    raise
+                except Exception as exc:  # an engine's bug must not stop the show
+                    raise TtsError(f"{type(exc).__name__}: {exc}") from exc
+                if first:
+                    stats.first_audio_ms.append((time.monotonic() - started) * 1000)
+                    first = False
+                yield chunk
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()

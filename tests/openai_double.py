@@ -1,0 +1,71 @@
+"""An OpenAI-compatible chat server that streams a scripted reply over real HTTP (SSE), for tests and
+benchmarks that need an exact reply or exact timing; the real model is tested against llama.cpp."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class ScriptedLlm:
+    """Streams ``tokens`` after ``first_token_s``, one every ``token_s``; records requests."""
+
+    tokens: Sequence[str]
+    first_token_s: float = 0.0
+    token_s: float = 0.0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    first_token_sent: list[float] = field(default_factory=list)
+    disconnects: int = 0
+    _runner: web.AppRunner | None = None
+    port: int = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self.base_url
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            await asyncio.sleep(self.first_token_s)
+            for i, token in enumerate(self.tokens):
+                if i:
+                    await asyncio.sleep(self.token_s)
+                else:
+                    self.first_token_sent.append(time.monotonic())
+                chunk = {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": body.get("model", ""),
+                    "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}],
+                }
+                await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
+            await response.write(b"data: [DONE]\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.disconnects += 1
+            raise
+        return response
