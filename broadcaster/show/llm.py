@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import openai
@@ -57,7 +57,9 @@ class LlmClient:
             "first_token_p50_ms": round(recent[len(recent) // 2], 1) if recent else None,
         }
 
-    async def stream(self, messages: Sequence[Message], max_tokens: int | None = None) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: Sequence[Message], max_tokens: int | None = None
+    ) -> AsyncGenerator[str, None]:
         """The reply's text, piece by piece as the model writes it."""
         self.requests += 1
         started = time.monotonic()
