@@ -22,6 +22,7 @@ class ScriptedLlm:
     token_s: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     first_token_sent: list[float] = field(default_factory=list)
+    finished: list[float] = field(default_factory=list)
     disconnects: int = 0
     _runner: web.AppRunner | None = None
     port: int = 0
@@ -65,6 +66,7 @@ class ScriptedLlm:
                 }
                 await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
             await response.write(b"data: [DONE]\n\n")
+            self.finished.append(time.monotonic())
         except (ConnectionResetError, asyncio.CancelledError):
             self.disconnects += 1
             raise

@@ -1,0 +1,107 @@
+"""The show's voice and mind, built from the config: facts, safety filter, TTS chain, LLM and host.
+
+Owns what it starts (the TTS engines' sessions, the local model server, the LLM client) and closes it
+at shutdown. The LLM starts only when something asks for replies, so a room that only reads scripts
+never loads a model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from broadcaster.config import Config, ConfigError
+from broadcaster.show.host import Host
+from broadcaster.show.llm import LlmClient
+from broadcaster.show.local_llm import LocalLlmServer
+from broadcaster.show.persona import Persona, Question
+from broadcaster.show.products import Catalog, ProductError, load_catalog
+from broadcaster.show.safety import SafetyFilter
+from broadcaster.voice.cache import AudioCache
+from broadcaster.voice.chain import TtsChain
+from broadcaster.voice.speaker import Speaker
+from broadcaster.voice.speech_track import SpeechTrack
+from broadcaster.voice.tts import create_engine
+from broadcaster.voice.tts.base import TtsError
+
+log = logging.getLogger(__name__)
+
+
+def build_chain(cfg: Config) -> TtsChain:
+    """The TTS chain ``voice.engines`` names, with the audio cache in front when enabled."""
+    engines = []
+    for name in cfg.voice.engines:
+        try:
+            engines.append(create_engine(name, cfg))
+        except (TtsError, ValueError, OSError) as exc:
+            raise ConfigError(f"voice.engines: {name}: {exc}") from exc
+    cache = None
+    if cfg.voice.cache.enabled:
+        cache = AudioCache(cfg.resolve(cfg.voice.cache.dir), cfg.voice.cache.max_mb * 1024 * 1024)
+    return TtsChain(engines, cfg.voice.first_audio_timeout_s, cfg.voice.timeout_s, cache)
+
+
+def build_catalog(cfg: Config) -> Catalog:
+    """The product facts in ``show.library``."""
+    try:
+        return load_catalog(cfg.resolve(cfg.show.library))
+    except ProductError as exc:
+        raise ConfigError(f"show.library: {exc}") from exc
+
+
+class Show:
+    """Everything between text and the speech track."""
+
+    def __init__(self, cfg: Config, track: SpeechTrack) -> None:
+        self.cfg = cfg
+        self.catalog = build_catalog(cfg)
+        self.safety = SafetyFilter.from_config(cfg, self.catalog)
+        self.chain = build_chain(cfg)
+        self.speaker = Speaker(track, self.chain, cfg.voice.prebuffer_ms)
+        self.persona = Persona(cfg.persona, self.catalog.grounding())
+        self.host = Host(self.speaker, self.safety, cfg.voice.split, self.persona)
+        self._server: LocalLlmServer | None = None
+
+    async def start_llm(self) -> None:
+        """Connect the LLM: the configured endpoint, or the bundled local model when none is set."""
+        if self.host.llm is not None:
+            return
+        base_url = self.cfg.llm.base_url
+        model = None
+        if not base_url:
+            self._server = LocalLlmServer(self.cfg.llm)
+            base_url = await self._server.start()
+            model = "local"
+        self.host.llm = LlmClient(self.cfg.llm, base_url, model)
+
+    async def perform(self, lines: list[str], questions: list[Question]) -> None:
+        """Read ``lines``, then answer ``questions``, in order (the ``run --say/--chat`` items)."""
+        for line in lines:
+            await self.host.say(line, "moderator")
+        if questions:
+            await self.start_llm()
+        for question in questions:
+            await self.host.reply(question)
+
+    def stats(self) -> dict[str, Any]:
+        """The voice, host, LLM and safety counters."""
+        out: dict[str, Any] = {
+            "voice": self.chain.stats(),
+            "host": self.host.stats.as_dict(),
+            "safety": dict(self.safety.stats),
+        }
+        if self.host.llm is not None:
+            out["llm"] = self.host.llm.stats()
+        return out
+
+    async def close(self) -> None:
+        """Stop the model server and close every engine's and client's connections."""
+        self.host.interrupt()
+        if self.host.llm is not None:
+            await self.host.llm.aclose()
+        if self._server is not None:
+            await self._server.close()
+        for engine in self.chain.engines:
+            with contextlib.suppress(Exception):
+                await engine.aclose()
