@@ -22,6 +22,7 @@ _CJK_CLAUSES = "，、：—―"
 _MARKS = frozenset(_CJK_STOPS + _CJK_CLAUSES) | _ASCII_MARKS
 _STOP_RUN = frozenset(_CJK_STOPS + "!?;.")  # "?!", "……", "..." are one mark
 _CLAUSE_RUN = frozenset(_CJK_CLAUSES + ",:")
+_FIRM_CLAUSES = frozenset("，、：")
 _CLOSERS = frozenset("”’」』）】》〉］｝)]}")  # '"' and "'" close when no word follows or one is open
 _GLUE = frozenset("/@#%&=_~+$\\")  # after an ASCII mark: a URL, e-mail, price or path goes on
 # a period after these never ends a sentence; after _NUMBERED ones, not before a digit ("No. 5")
@@ -153,6 +154,8 @@ class SentenceSplitter:
         kind = self._ascii_kind(i, final) if char in _ASCII_MARKS else self._cjk_kind(i, final)
         if kind is None or kind == _TOKEN:
             return None if kind is None else (i + 1, _TOKEN)
+        if buf[i] in _FIRM_CLAUSES:
+            return i + 1, kind  # nothing attaches to a full-width comma: the first clause goes out at once
         run = _STOP_RUN if kind == _SENTENCE else _CLAUSE_RUN
         j = i + 1
         while j < len(buf):
