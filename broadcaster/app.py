@@ -15,6 +15,8 @@ from broadcaster.control.status import StatusReporter
 from broadcaster.face.avatar import load_avatar
 from broadcaster.face.compositor import Compositor, make_background
 from broadcaster.face.lipsync import create_lipsync
+from broadcaster.show.persona import Question
+from broadcaster.show.show import Show
 from broadcaster.stream.clock import ProgramClock, Timing
 from broadcaster.stream.encoder import AAC_FRAME, Encoder
 from broadcaster.stream.memory import keep_frame_memory
@@ -49,6 +51,16 @@ class RunOptions:
     seconds: float | None = None
     outputs: list[str] = field(default_factory=list)
     play_wav: list[Path] = field(default_factory=list)
+    say: list[str] = field(default_factory=list)
+    chat: list[Question] = field(default_factory=list)
+
+
+def question_from_arg(item: str) -> Question:
+    """A chat message from ``--chat "NAME: TEXT"``."""
+    name, sep, text = item.partition(":")
+    if not sep or not name.strip() or not text.strip():
+        raise ConfigError(f"--chat {item!r}: expected NAME: TEXT")
+    return Question(f"cli:{name.strip()}", name.strip(), text.strip())
 
 
 class Broadcaster:
@@ -72,6 +84,8 @@ class Broadcaster:
             max_hold_ticks=self.timing.ticks(cfg.face.hold_ms / 1000),
             prepare=self.lipsync.prepare,
         )
+        self.show = Show(cfg, self.speech)
+        self.options = options
         for wav in options.play_wav:
             pcm = read_audio(wav, self.timing.sample_rate)
             self.speech.append(pcm, self.timing.sample_rate)
@@ -100,7 +114,9 @@ class Broadcaster:
             max_ticks=max_ticks,
             on_finished=self._program_finished,
         )
-        self.status = StatusReporter(self.program, self.encoder, self.outputs, self.lipsync, self.speech)
+        self.status = StatusReporter(
+            self.program, self.encoder, self.outputs, self.lipsync, self.speech, self.show.stats
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _packets(self, seconds: float) -> int:
@@ -151,16 +167,25 @@ class Broadcaster:
             len(self.outputs),
         )
         reporter = asyncio.create_task(self._report())
+        performing = asyncio.create_task(self._perform())
         try:
             await self._finished.wait()
         finally:
-            reporter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reporter
+            for task in (reporter, performing):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self._shutdown()
         return self.status.summary()
 
+    async def _perform(self) -> None:
+        try:
+            await self.show.perform(self.options.say, self.options.chat)
+        except Exception:
+            log.exception("the show's items stopped; the program goes on")
+
     async def _shutdown(self) -> None:
+        await self.show.close()
         self.program.stop()
         await asyncio.to_thread(self.program.join, 10.0)
         await asyncio.to_thread(self.lipsync.close)

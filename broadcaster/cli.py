@@ -63,6 +63,21 @@ def _parser() -> argparse.ArgumentParser:
         help="put an audio file on air, in order, from the first tick (repeatable)",
     )
 
+    run.add_argument(
+        "--say",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="read a line aloud (through the safety filter and the TTS chain), in order (repeatable)",
+    )
+    run.add_argument(
+        "--chat",
+        action="append",
+        default=[],
+        metavar="NAME: TEXT",
+        help="answer a chat message through the LLM, after the --say lines (repeatable)",
+    )
+
     check = sub.add_parser("check-config", help="validate the config; exit 2 naming the offending key")
     with_config(check)
 
@@ -95,22 +110,49 @@ def _check(cfg: Config) -> None:
         from broadcaster.stream.clock import Timing  # noqa: PLC0415
 
         create_lipsync(cfg, Timing(cfg.program.fps, cfg.program.sample_rate)).close()
+    chain = _check_show(cfg)
     bg = cfg.program.background
     if not bg.startswith("#") and not cfg.resolve(bg).is_file():
         raise ConfigError(f"program.background = {bg!r}: no image at {cfg.resolve(bg)}")
     print(
         f"config OK: {cfg.program.resolution} {cfg.program.fps} fps, avatar {avatar.name!r} "
-        f"({avatar.manifest.kind}), lip-sync {cfg.face.lipsync}, {len(cfg.outputs)} output(s)"
+        f"({avatar.manifest.kind}), lip-sync {cfg.face.lipsync}, voice {' > '.join(chain)}, "
+        f"LLM {cfg.llm.base_url or 'local model'}, {len(cfg.outputs)} output(s)"
     )
 
 
+def _check_show(cfg: Config) -> list[str]:
+    """Load the product facts and safety lists and open every TTS engine once; returns the chain."""
+    from broadcaster.show.safety import RuleError, SafetyFilter  # noqa: PLC0415
+    from broadcaster.show.show import build_catalog, build_chain  # noqa: PLC0415
+
+    catalog = build_catalog(cfg)
+    try:
+        SafetyFilter.from_config(cfg, catalog)
+    except RuleError as exc:
+        raise ConfigError(f"safety.lists: {exc}") from exc
+    chain = build_chain(cfg)
+
+    async def close() -> None:
+        for engine in chain.engines:
+            await engine.aclose()
+
+    asyncio.run(close())
+    return [engine.name for engine in chain.engines]
+
+
 def _run(args: argparse.Namespace, cfg: Config) -> int:
-    from broadcaster.app import Broadcaster, RunOptions  # noqa: PLC0415 (PyAV and OpenCV load only for run)
+    from broadcaster.app import (  # noqa: PLC0415 (PyAV and OpenCV load only for run)
+        Broadcaster,
+        RunOptions,
+        question_from_arg,
+    )
 
     missing = [str(p) for p in args.play_wav if not p.is_file()]
     if missing:
         raise ConfigError(f"--play-wav: no such file: {', '.join(missing)}")
-    app = Broadcaster(cfg, RunOptions(args.seconds, args.outputs, args.play_wav))
+    chat = [question_from_arg(item) for item in args.chat]
+    app = Broadcaster(cfg, RunOptions(args.seconds, args.outputs, args.play_wav, args.say, chat))
     summary = asyncio.run(app.run())
     log.info("summary %s", json.dumps(summary))
     return 0

@@ -2,6 +2,8 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
+
 from tests.media import read_back
 from tests.run_cli import ROOT, finish, run, start
 
@@ -67,3 +69,29 @@ def test_sigterm_shuts_down_cleanly_with_a_playable_file(avatar_root: Path, tmp_
     assert "Traceback" not in done.stderr
     assert done.summary["ticks"] > 25
     assert read_back(target).frames > 25
+
+
+def test_lines_and_chat_replies_are_spoken_on_the_program(avatar_root: Path, tmp_path: Path) -> None:
+    target = tmp_path / "out.mp4"
+    done = finish(
+        start(
+            avatar_root,
+            *("--for", "12", "--output", str(target)),
+            *("--set", f'voice.cache.dir="{tmp_path / "tts"}"', "--set", "llm.local_threads=1"),
+            *("--say", "欢迎来到直播间！加我微信abc12345领券。西湖龙井今天99.9元一罐。"),
+            *("--chat", "amy: What tea is this?"),
+        ),
+        timeout=180,
+    )
+    assert done.code == 0, done.stderr[-3000:]
+    summary = done.summary
+    assert summary["host"]["lines"] == 1 and summary["host"]["replies"] == 1, summary["host"]
+    assert summary["llm"]["requests"] == 1 and summary["llm"]["failures"] == 0
+    assert summary["voice"]["engines"]["local"]["sentences"] >= 3
+    assert summary["voice"]["unspoken"] == 0
+    assert summary["safety"].get("action:drop", 0) >= 1, summary["safety"]
+    assert summary["speech"]["samples"] > 3 * 48000
+    assert summary["lipsync"]["utterances"] >= 2 and summary["lipsync"]["frames"] > 50
+    back = read_back(target)
+    first_second = back.audio[: 48000 * 2]
+    assert np.sqrt((first_second**2).mean()) > 0.02, "the line is on air from the start"

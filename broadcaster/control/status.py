@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from broadcaster.face.lipsync.base import LipSync
@@ -26,12 +26,14 @@ class StatusReporter:
         outputs: Sequence[PacketOutput],
         lipsync: LipSync | None = None,
         speech: SpeechTrack | None = None,
+        show: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.program = program
         self.encoder = encoder
         self.outputs = list(outputs)
         self.lipsync = lipsync
         self.speech = speech
+        self.show = show
         self._last = (time.monotonic(), 0)
 
     def line(self) -> str:
@@ -55,6 +57,13 @@ class StatusReporter:
                 f"lipsync {self.lipsync.name} frames={ls.frames} degraded={ls.degraded_utterances}"
                 f"/{ls.utterances}"
             )
+        if self.show is not None:
+            show = self.show()
+            host, voice = show["host"], show["voice"]
+            parts.append(
+                f"show replies={host['replies']} lines={host['lines']} blocked={host['blocked_sentences']}"
+                f" tts_fallbacks={voice['fallbacks']} unspoken={voice['unspoken']}"
+            )
         if self.encoder is not None:
             parts.append(f"encoder q={self.encoder.queued} drop={self.encoder.stats.dropped}")
         parts.extend(o.status() for o in self.outputs)
@@ -74,6 +83,8 @@ class StatusReporter:
             result["lipsync"] = {"backend": self.lipsync.name, **self.lipsync.stats.as_dict()}
         if self.speech is not None:
             result["speech"] = {"samples": self.speech.samples_spoken, "held_ticks": self.speech.held_ticks}
+        if self.show is not None:
+            result.update(self.show())
         if self.encoder is not None:
             e = self.encoder.stats
             result["encoder"] = {
