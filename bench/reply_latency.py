@@ -113,7 +113,7 @@ async def wait_played(reply: Reply) -> None:
     await asyncio.to_thread(last.done.wait, 60)
 
 
-async def run_replies(overrides: list[str], count: int) -> list[Reply]:
+async def run_replies(overrides: list[str], count: int) -> tuple[list[Reply], dict[str, Any]]:
     cfg = load_config(ROOT / "config.toml", overrides)
     app = Broadcaster(cfg, RunOptions())
     running = asyncio.create_task(app.run())
@@ -127,8 +127,8 @@ async def run_replies(overrides: list[str], count: int) -> list[Reply]:
             replies.append(reply)
     finally:
         app.stop()
-        await running
-    return replies
+        summary = await running
+    return replies, summary
 
 
 def first_sample_ms(reply: Reply) -> float | None:
@@ -152,7 +152,7 @@ async def main() -> dict[str, Any]:
     tts = TimedSpeech(TTS_FIRST_CHUNK_S)
     llm_url, tts_url = await llm.start(), await tts.start()
     try:
-        replies = await run_replies(
+        replies, summary = await run_replies(
             [
                 *common,
                 f'llm.base_url="{llm_url}"',
@@ -173,9 +173,12 @@ async def main() -> dict[str, Any]:
         "overhead_p50_ms": percentile(overhead, 50),
         "overhead_p95_ms": percentile(overhead, 95),
         "overhead_max_ms": round(max(overhead), 1) if overhead else None,
+        "program_repeats": summary["repeats"],
     }
     if args.local_replies:
-        local = await run_replies([*common, 'llm.base_url=""', 'voice.engines=["local"]'], args.local_replies)
+        local, local_summary = await run_replies(
+            [*common, 'llm.base_url=""', 'voice.engines=["local"]'], args.local_replies
+        )
         token_ms = [(r.first_token_at - r.started_at) * 1000 for r in local if r.first_token_at]
         audio_ms = [
             (r.speech.first.started_at - r.started_at) * 1000
@@ -190,6 +193,8 @@ async def main() -> dict[str, Any]:
                 "local_first_audio_p50_ms": percentile(audio_ms, 50),
                 "local_first_audio_p95_ms": percentile(audio_ms, 95),
                 "local_token_to_audio_p50_ms": percentile(after_token, 50),
+                "local_program_repeats": local_summary["repeats"],
+                "local_late_max_ms": local_summary["late_max_ms"],
             }
         )
     return result

@@ -2,8 +2,6 @@ import asyncio
 import io
 import time
 import wave
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,23 +14,9 @@ from broadcaster.voice.chain import TtsChain
 from broadcaster.voice.tts.base import TtsError
 from broadcaster.voice.tts.gpt_sovits import GptSovitsTts
 from broadcaster.voice.tts.openai_speech import OpenAiSpeechTts
+from tests.http_servers import serve
 
 SPEECH = (np.sin(np.arange(24000) * 0.07) * 9000).astype("<i2")
-
-
-@asynccontextmanager
-async def server(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 def openai_engine(url: str) -> OpenAiSpeechTts:
@@ -79,7 +63,7 @@ def test_a_failing_engine_hands_the_sentence_to_the_next() -> None:
         return web.json_response({"message": "model not loaded"}, status=500)
 
     async def main() -> None:
-        async with server(broken) as bad, server(speech_server_handler) as good:
+        async with serve(broken) as bad, serve(speech_server_handler) as good:
             chain = TtsChain([sovits_engine(bad), openai_engine(good)], 2.0, 10.0)
             pcm, engines, _ = await collect(chain, "欢迎来到直播间。")
             np.testing.assert_array_equal(pcm, SPEECH)
@@ -99,7 +83,7 @@ def test_an_engine_that_never_answers_times_out_to_the_next() -> None:
         return web.Response()
 
     async def main() -> float:
-        async with server(hang) as silent, server(speech_server_handler) as good:
+        async with serve(hang) as silent, serve(speech_server_handler) as good:
             chain = TtsChain([openai_engine(silent), sovits_engine(good)], 0.3, 10.0)
             started = time.monotonic()
             pcm, engines, _ = await collect(chain, "hello there.")
@@ -128,7 +112,7 @@ def test_when_no_engine_can_speak_the_sentence_is_reported_not_dropped_silently(
 
 def test_a_cached_sentence_is_not_synthesised_again(tmp_path: Path) -> None:
     async def main() -> None:
-        async with server(speech_server_handler) as good:
+        async with serve(speech_server_handler) as good:
             REQUESTS.clear()
             cache = AudioCache(tmp_path, 10_000_000)
             chain = TtsChain([openai_engine(good)], 2.0, 10.0, cache)

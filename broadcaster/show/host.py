@@ -151,7 +151,8 @@ class Host:
                     yield allowed
 
         speech = await self._perform(self.speaker.speak(sentences(), tag, cache=cache))
-        self.stats.lines += 1
+        if speech is not None:
+            self.stats.lines += 1
         return speech
 
     async def _perform(self, work: Coroutine[Any, Any, Speech]) -> Speech | None:

@@ -9,6 +9,7 @@ process belongs to the show: started once, watched, and stopped at shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import os
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIAS = "local"
+NICE = 10
 
 
 class LocalLlmError(Exception):
@@ -83,6 +85,8 @@ class LocalLlmServer:
         ]
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self._process = subprocess.Popen(args, stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL)
+        with contextlib.suppress(OSError):  # the render loop comes first: a slow reply beats a late frame
+            os.setpriority(os.PRIO_PROCESS, self._process.pid, NICE)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             code = self._process.poll()
