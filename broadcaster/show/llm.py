@@ -99,6 +99,18 @@ class LlmClient:
                 with contextlib.suppress(Exception):
                     await stream.close()
 
+    async def warm_up(self, messages: Sequence[Message]) -> None:
+        """Have the server read ``messages`` once (one token out); failures only log.
+
+        A local model keeps the prefix cached, so the first real reply does not wait for it.
+        """
+        try:
+            async for _ in self.stream(messages, max_tokens=1):
+                pass
+        except LlmError as exc:
+            log.warning("LLM warm-up failed: %s", exc)
+        self.requests -= 1
+
     @staticmethod
     async def _next_text(iterator: Any) -> str | None:
         """The next non-empty text delta, or None at the end of the reply."""

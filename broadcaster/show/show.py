@@ -74,6 +74,10 @@ class Show:
             base_url = await self._server.start()
             model = "local"
         self.host.llm = LlmClient(self.cfg.llm, base_url, model)
+        if self._server is not None:
+            # the local model reads the system prompt (persona and product facts) once now, not at the
+            # first chat message: llama.cpp keeps the shared prefix
+            await self.host.llm.warm_up([{"role": "system", "content": self.persona.system_prompt}])
 
     async def perform(self, lines: list[str], questions: list[Question]) -> None:
         """Read ``lines``, then answer ``questions``, in order (the ``run --say/--chat`` items)."""
