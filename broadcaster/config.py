@@ -175,6 +175,7 @@ class VoiceConfig(_Section):
     first_audio_timeout_s: float = Field(4.0, gt=0, le=60)
     timeout_s: float = Field(30.0, gt=0, le=600)
     prebuffer_ms: int = Field(80, ge=40, le=2000)
+    ahead_s: float = Field(8.0, ge=1.0, le=120.0)
     split: SplitConfig = SplitConfig()
     cache: TtsCacheConfig = TtsCacheConfig()
     local: LocalTtsConfig = LocalTtsConfig()

@@ -38,6 +38,7 @@ def config(tmp_path: Path, *overrides: str) -> Config:
         [
             f"show.library={json.dumps(str(ROOT / 'scripts_library'))}",
             f"voice.cache.dir={json.dumps(str(tmp_path / 'tts'))}",
+            "voice.ahead_s=120",  # nothing plays the track here: let it all queue
             *overrides,
         ],
     )

@@ -82,3 +82,27 @@ def test_sentences_queue_in_order_and_an_unspeakable_one_is_reported() -> None:
             await chain.engines[0].aclose()
 
     asyncio.run(main())
+
+
+def test_synthesis_waits_while_enough_speech_is_queued() -> None:
+    async def main() -> None:
+        calls: list[str] = []
+
+        async def counting(request: web.Request) -> web.StreamResponse:
+            calls.append((await request.json())["input"])
+            return web.Response(body=GOOD.tobytes())
+
+        async with serve(counting) as url:
+            track = SpeechTrack()
+            chain = TtsChain([engine(url)], 2, 5)
+            speaker = Speaker(track, chain, ahead_s=1.0)
+            task = asyncio.create_task(speaker.speak(sentences("一。", "二。", "三。"), "t"))
+            await asyncio.sleep(0.5)
+            assert calls == ["一。", "二。"], "the third waits: two seconds are queued"
+            for _ in range(30):  # the program plays 1.2 s
+                track.pull()
+            speech = await asyncio.wait_for(task, 2)
+            assert calls == ["一。", "二。", "三。"] and len(speech.sentences) == 3
+            await chain.engines[0].aclose()
+
+    asyncio.run(main())

@@ -58,7 +58,7 @@ class Show:
         self.catalog = build_catalog(cfg)
         self.safety = SafetyFilter.from_config(cfg, self.catalog)
         self.chain = build_chain(cfg)
-        self.speaker = Speaker(track, self.chain, cfg.voice.prebuffer_ms)
+        self.speaker = Speaker(track, self.chain, cfg.voice.prebuffer_ms, cfg.voice.ahead_s)
         self.persona = Persona(cfg.persona, self.catalog.grounding())
         self.host = Host(self.speaker, self.safety, cfg.voice.split, self.persona)
         self._server: LocalLlmServer | None = None

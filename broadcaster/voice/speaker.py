@@ -2,12 +2,15 @@
 
 The speaker takes sentences as they come (from the LLM through the splitter and the safety filter, or
 from a script) and keeps the order: sentence n+1 is synthesised while sentence n plays, and its audio
-queues right behind. Cancelling ``speak`` (an interrupt) stops the TTS work at once and drops what this
-call queued that has not played (``SpeechTrack.drop`` by tag).
+queues right behind. Synthesis follows demand: while more than ``ahead_s`` of speech is queued, the
+next sentence waits, so an interrupt wastes little TTS work (and little of a paid service's quota).
+Cancelling ``speak`` (an interrupt) stops the TTS work at once and drops what this call queued that
+has not played (``SpeechTrack.drop`` by tag).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from collections.abc import AsyncIterable
@@ -19,6 +22,8 @@ from broadcaster.voice.speech_writer import SpeechWriter
 from broadcaster.voice.tts.base import TtsError
 
 log = logging.getLogger(__name__)
+
+DEMAND_POLL_S = 0.1
 
 
 @dataclass
@@ -54,10 +59,13 @@ class Speech:
 class Speaker:
     """Speaks sentences through ``chain`` onto ``track``."""
 
-    def __init__(self, track: SpeechTrack, chain: TtsChain, prebuffer_ms: int = 80) -> None:
+    def __init__(
+        self, track: SpeechTrack, chain: TtsChain, prebuffer_ms: int = 80, ahead_s: float = 8.0
+    ) -> None:
         self.track = track
         self.chain = chain
         self.prebuffer_ms = prebuffer_ms
+        self.ahead_samples = int(ahead_s * track.sample_rate)
         self._tags = itertools.count(1)
 
     def new_tag(self, kind: str) -> str:
@@ -69,6 +77,8 @@ class Speaker:
         speech = Speech(tag)
         try:
             async for sentence in sentences:
+                while self.track.pending_samples > self.ahead_samples:  # noqa: ASYNC110
+                    await asyncio.sleep(DEMAND_POLL_S)  # the render thread drains it; no event to wait on
                 await self._sentence(sentence, speech, cache)
         except BaseException:
             self.track.drop(tag)
