@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +85,7 @@ class TtsChain:
             out["cache"] = vars(self.cache.stats).copy()
         return out
 
-    async def speak(self, text: str, *, cache: bool = False) -> AsyncIterator[Spoken]:
+    async def speak(self, text: str, *, cache: bool = False) -> AsyncGenerator[Spoken, None]:
         """The sentence's audio from the first engine that can speak it."""
         sent_any = False
         errors: list[str] = []
@@ -100,9 +100,10 @@ class TtsChain:
             stats.sentences += 1
             chunks: list[TtsChunk] = []
             try:
-                async for chunk in self._attempt(engine, text, stats):
-                    yield Spoken(chunk, engine.name, restart=sent_any and not chunks)
-                    chunks.append(chunk)
+                async with contextlib.aclosing(self._attempt(engine, text, stats)) as attempt:
+                    async for chunk in attempt:
+                        yield Spoken(chunk, engine.name, restart=sent_any and not chunks)
+                        chunks.append(chunk)
             except TtsError as exc:
                 stats.failures += 1
                 errors.append(f"{engine.name}: {exc}")
@@ -124,7 +125,9 @@ class TtsChain:
         self.unspoken += 1
         raise TtsError("no engine could speak it: " + "; ".join(errors))
 
-    async def _attempt(self, engine: TtsEngine, text: str, stats: EngineStats) -> AsyncIterator[TtsChunk]:
+    async def _attempt(
+        self, engine: TtsEngine, text: str, stats: EngineStats
+    ) -> AsyncGenerator[TtsChunk, None]:
         started = time.monotonic()
         stream = engine.stream(text)
         first = True

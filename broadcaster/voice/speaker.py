@@ -11,6 +11,7 @@ has not played (``SpeechTrack.drop`` by tag).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterable
@@ -90,14 +91,15 @@ class Speaker:
         words: list[Phoneme] = []
         engine = ""
         try:
-            async for spoken in self.chain.speak(sentence, cache=cache):
-                if spoken.restart:
-                    self.track.drop_utterances(writer.utterances)
-                    writer = SpeechWriter(self.track, speech.tag, self.prebuffer_ms)
-                    words = []
-                chunk, engine = spoken.chunk, spoken.engine
-                writer.write(chunk.pcm, chunk.rate, chunk.phonemes)
-                words.extend(chunk.words)
+            async with contextlib.aclosing(self.chain.speak(sentence, cache=cache)) as stream:
+                async for spoken in stream:
+                    if spoken.restart:
+                        self.track.drop_utterances(writer.utterances)
+                        writer = SpeechWriter(self.track, speech.tag, self.prebuffer_ms)
+                        words = []
+                    chunk, engine = spoken.chunk, spoken.engine
+                    writer.write(chunk.pcm, chunk.rate, chunk.phonemes)
+                    words.extend(chunk.words)
         except TtsError as exc:
             self.track.drop_utterances(writer.utterances)
             log.error("sentence not spoken: %r (%s)", sentence[:80], exc)
