@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -40,6 +41,7 @@ from broadcaster.face.builder import build_avatar  # noqa: E402
 from broadcaster.show.host import Reply  # noqa: E402
 from broadcaster.show.persona import Question  # noqa: E402
 from tests.conftest import grace_hopper  # noqa: E402
+from tests.http_servers import serve  # noqa: E402
 from tests.openai_double import ScriptedLlm  # noqa: E402
 
 LLM_FIRST_TOKEN_S = 0.300
@@ -72,18 +74,10 @@ class TimedSpeech:
         self.pcm = (6000 * np.sin(2 * np.pi * 190 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t))).astype(
             "<i2"
         )
-        self.port = 0
-        self._runner: web.AppRunner | None = None
+        self._servers = contextlib.AsyncExitStack()
 
     async def start(self) -> str:
-        app = web.Application()
-        app.router.add_post("/v1/audio/speech", self._speech)
-        self._runner = web.AppRunner(app, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return f"http://127.0.0.1:{self.port}/v1"
+        return await self._servers.enter_async_context(serve(self._speech)) + "/v1"
 
     async def _speech(self, request: web.Request) -> web.StreamResponse:
         await request.read()
@@ -97,8 +91,7 @@ class TimedSpeech:
         return response
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._servers.aclose()
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,17 @@ def read_back(path: Path) -> ReadBack:
     if chunks:
         result.audio = np.concatenate(chunks).astype(np.float32)
     return result
+
+
+def streamed_wav_header(rate: int, channels: int = 1) -> bytes:
+    """A 16-bit WAV header with sizes 0: the wave module writing no frames, as GPT-SoVITS streams it."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"")
+    return out.getvalue()
 
 
 def write_tone_wav(

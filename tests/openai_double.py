@@ -4,6 +4,7 @@ benchmarks that need an exact reply or exact timing; the real model is tested ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.http_servers import serve
 
 
 @dataclass
@@ -24,26 +27,15 @@ class ScriptedLlm:
     first_token_sent: list[float] = field(default_factory=list)
     finished: list[float] = field(default_factory=list)
     disconnects: int = 0
-    _runner: web.AppRunner | None = None
-    port: int = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+    base_url: str = ""
+    _servers: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     async def start(self) -> str:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base_url = await self._servers.enter_async_context(serve(self._chat)) + "/v1"
         return self.base_url
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._servers.aclose()
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

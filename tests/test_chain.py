@@ -1,7 +1,5 @@
 import asyncio
-import io
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ from broadcaster.voice.tts.base import TtsError
 from broadcaster.voice.tts.gpt_sovits import GptSovitsTts
 from broadcaster.voice.tts.openai_speech import OpenAiSpeechTts
 from tests.http_servers import serve
+from tests.media import streamed_wav_header
 
 SPEECH = (np.sin(np.arange(24000) * 0.07) * 9000).astype("<i2")
 
@@ -30,20 +29,11 @@ def sovits_engine(url: str) -> GptSovitsTts:
 REQUESTS: list[str] = []
 
 
-def wav_header(rate: int) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-    return out.getvalue()
-
-
 async def speech_server_handler(request: web.Request) -> web.StreamResponse:
     """Speaks both protocols: GPT-SoVITS (/tts, streamed WAV) and OpenAI (/v1/audio/speech, raw PCM)."""
     REQUESTS.append(request.path)
     if request.path == "/tts":
-        return web.Response(body=wav_header(24000) + SPEECH.tobytes())
+        return web.Response(body=streamed_wav_header(24000) + SPEECH.tobytes())
     return web.Response(body=SPEECH.tobytes())
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 from broadcaster.config import LlmConfig
 from broadcaster.show.llm import LlmClient, LlmError
 from tests.conftest import free_port
+from tests.http_servers import serve
 
 QUESTION = [
     {"role": "system", "content": "You are Bo, the host of a tea shop's live stream. Be brief."},
@@ -90,21 +91,15 @@ def test_an_endpoint_that_never_answers_times_out() -> None:
         return web.Response()
 
     async def main() -> float:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", hang)
-        runner = web.AppRunner(app, handler_cancellation=True)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        client = LlmClient(LlmConfig(first_token_timeout_s=0.3), f"http://127.0.0.1:{port}/v1", "m")
-        started = time.monotonic()
-        try:
-            with pytest.raises(LlmError, match="no tokens in time"):
-                async for _ in client.stream(QUESTION):
-                    pass
-            return time.monotonic() - started
-        finally:
-            await client.aclose()
-            await runner.cleanup()
+        async with serve(hang) as url:
+            client = LlmClient(LlmConfig(first_token_timeout_s=0.3), f"{url}/v1", "m")
+            started = time.monotonic()
+            try:
+                with pytest.raises(LlmError, match="no tokens in time"):
+                    async for _ in client.stream(QUESTION):
+                        pass
+                return time.monotonic() - started
+            finally:
+                await client.aclose()
 
     assert asyncio.run(main()) < 1.5

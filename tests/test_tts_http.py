@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
-import socket
 import struct
 import time
-import wave
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -22,9 +19,11 @@ from broadcaster.config import Config
 from broadcaster.voice.tts import cosyvoice, gpt_sovits, openai_speech
 from broadcaster.voice.tts.base import TtsChunk, TtsEngine, TtsError
 from broadcaster.voice.tts.http_stream import PcmReader, WavStreamReader
+from tests.conftest import free_port
+from tests.http_servers import serve
+from tests.media import streamed_wav_header
 
 PIECE = 1001  # odd on purpose: every other piece ends in the middle of a sample
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def samples(n: int, seed: int = 1) -> np.ndarray:
@@ -36,41 +35,8 @@ def pieces(data: bytes, size: int = PIECE) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def gpt_sovits_header(rate: int) -> bytes:
-    """The header api_v2.py streams first: the wave module writing zero frames (sizes 0)."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"")
-    return buf.getvalue()
-
-
 def config(**voice: Any) -> Config:
     return Config.model_validate({"voice": voice})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def serve(handler: Handler) -> AsyncIterator[str]:
-    """An aiohttp server on a random loopback port answering every path with ``handler``."""
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 class Recorder:
@@ -146,7 +112,7 @@ def test_gpt_sovits_streams_wav_header_then_pcm_piece_by_piece() -> None:
 
     async def handler(request: web.Request) -> web.StreamResponse:
         await rec.record(request)
-        header = gpt_sovits_header(32000)
+        header = streamed_wav_header(32000)
         response = web.StreamResponse()
         await response.prepare(request)
         await response.write(header[:10])  # the header itself may arrive in pieces
@@ -231,7 +197,7 @@ def test_gpt_sovits_connection_lost_mid_answer_is_a_tts_error() -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
         await response.prepare(request)
-        await response.write(gpt_sovits_header(32000) + samples(800).tobytes())
+        await response.write(streamed_wav_header(32000) + samples(800).tobytes())
         assert request.transport is not None
         request.transport.abort()  # the worker died mid-synthesis
         return response
@@ -438,7 +404,7 @@ def test_cancelling_the_consumer_closes_the_connection_at_once(name: str, stall:
         response = web.StreamResponse()
         if stall == "mid_body":
             await response.prepare(request)
-            await response.write(gpt_sovits_header(32000) + samples(100).tobytes())
+            await response.write(streamed_wav_header(32000) + samples(100).tobytes())
         await rec.hang()
         return response
 
