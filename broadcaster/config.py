@@ -322,6 +322,16 @@ class Config(_Section):
         return p if p.is_absolute() else self.base_dir / p
 
 
+def read_toml(path: Path, error: type[Exception]) -> dict[str, Any]:
+    """A TOML data file (product facts, safety rules); raises ``error`` naming the file if unreadable."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from exc
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """Split ``dotted.key=value``; the value is read as TOML when it parses, else kept as a string."""
     key, sep, raw = item.partition("=")

@@ -14,13 +14,13 @@ import contextlib
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import openai
 
 from broadcaster.config import LlmConfig
+from broadcaster.latency import RecentLatency
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +45,15 @@ class LlmClient:
         self.requests = 0
         self.failures = 0
         self.cancelled = 0
-        self.first_token_ms: deque[float] = deque(maxlen=200)
+        self.first_token = RecentLatency()
 
     def stats(self) -> dict[str, Any]:
         """Counters for the status line and the run summary."""
-        recent = sorted(self.first_token_ms)
         return {
             "requests": self.requests,
             "failures": self.failures,
             "cancelled": self.cancelled,
-            "first_token_p50_ms": round(recent[len(recent) // 2], 1) if recent else None,
+            "first_token_p50_ms": self.first_token.p50(),
         }
 
     async def stream(
@@ -75,7 +74,7 @@ class LlmClient:
                 )
                 iterator = aiter(stream)
                 first = await self._next_text(iterator)
-            self.first_token_ms.append((time.monotonic() - started) * 1000)
+            self.first_token.add((time.monotonic() - started) * 1000)
             if first is None:
                 return
             yield first
@@ -102,14 +101,18 @@ class LlmClient:
     async def warm_up(self, messages: Sequence[Message]) -> None:
         """Have the server read ``messages`` once (one token out); failures only log.
 
-        A local model keeps the prefix cached, so the first real reply does not wait for it.
+        A local model keeps the prefix cached, so the first real reply does not wait for it. Not a
+        reply: it is not counted.
         """
         try:
-            async for _ in self.stream(messages, max_tokens=1):
-                pass
-        except LlmError as exc:
-            log.warning("LLM warm-up failed: %s", exc)
-        self.requests -= 1
+            async with asyncio.timeout(self.cfg.first_token_timeout_s):
+                await self._client.chat.completions.create(
+                    model=self.model,
+                    messages=list(messages),  # type: ignore[arg-type]
+                    max_tokens=1,
+                )
+        except (TimeoutError, openai.APIError) as exc:
+            log.warning("LLM warm-up failed: %s", exc or "no answer in time")
 
     @staticmethod
     async def _next_text(iterator: Any) -> str | None:

@@ -115,11 +115,6 @@ class LocalLlmServer:
         self._log.seek(0)
         return str(self._log.read().decode(errors="replace")[-600:].strip())
 
-    @property
-    def alive(self) -> bool:
-        """Whether the server process is running."""
-        return self._process is not None and self._process.poll() is None
-
     async def close(self) -> None:
         """Stop the server (terminate, then kill after 5 s)."""
         await asyncio.to_thread(self.close_blocking)

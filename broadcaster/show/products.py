@@ -27,13 +27,14 @@ say it. Names and aliases are matched case- and width-insensitively (``Catalog.f
 from __future__ import annotations
 
 import re
-import tomllib
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from broadcaster.config import read_toml
 
 _ASCII_WORD = re.compile(r"[a-z0-9]")
 
@@ -200,12 +201,7 @@ def _describe(error: Any) -> str:
 
 def load_product(path: Path) -> Product:
     """One product file; raises ProductError naming the file and the key."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProductError(f"{path}: cannot read: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ProductError(f"{path}: not valid TOML: {exc}") from exc
+    data = read_toml(path, ProductError)
     data.setdefault("id", path.stem)
     try:
         return Product.model_validate(data)

@@ -35,20 +35,17 @@ from __future__ import annotations
 
 import logging
 import re
-import tomllib
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from broadcaster.config import Config, read_toml
 from broadcaster.show.fact_guard import FactGuard
 from broadcaster.show.products import Catalog, Product
-
-if TYPE_CHECKING:
-    from broadcaster.config import Config
 
 Source = Literal["llm", "script", "viewer", "moderator"]
 Action = Literal["pass", "drop", "replace", "rewrite"]
@@ -234,12 +231,7 @@ class _Hit:
 
 def load_rules(path: Path) -> list[Rule]:
     """The rules of one TOML file; raises RuleError naming the file, the rule and the key."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RuleError(f"{path}: cannot read: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise RuleError(f"{path}: not valid TOML: {exc}") from exc
+    data = read_toml(path, RuleError)
     if set(data) - {"rules"} or not isinstance(data.get("rules", []), list):
         raise RuleError(f"{path}: expected only [[rules]] tables")
     rules: list[Rule] = []

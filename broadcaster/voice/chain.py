@@ -14,11 +14,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from broadcaster.latency import RecentLatency
 from broadcaster.voice.cache import AudioCache
 from broadcaster.voice.tts.base import TtsChunk, TtsEngine, TtsError
 
@@ -32,16 +32,15 @@ class EngineStats:
     sentences: int = 0
     failures: int = 0
     timeouts: int = 0
-    first_audio_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+    first_audio: RecentLatency = field(default_factory=RecentLatency)
 
     def as_dict(self) -> dict[str, Any]:
         """For the status line and the run summary."""
-        recent = sorted(self.first_audio_ms)
         return {
             "sentences": self.sentences,
             "failures": self.failures,
             "timeouts": self.timeouts,
-            "first_audio_p50_ms": round(recent[len(recent) // 2], 1) if recent else None,
+            "first_audio_p50_ms": self.first_audio.p50(),
         }
 
 
@@ -150,7 +149,7 @@ class TtsChain:
                 except Exception as exc:  # an engine's bug must not stop the show
                     raise TtsError(f"{type(exc).__name__}: {exc}") from exc
                 if first:
-                    stats.first_audio_ms.append((time.monotonic() - started) * 1000)
+                    stats.first_audio.add((time.monotonic() - started) * 1000)
                     first = False
                 yield chunk
         finally:

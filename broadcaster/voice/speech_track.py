@@ -143,7 +143,7 @@ class SpeechTrack:
                     utterance.cut = True
                     kept.append((utterance, faded))
                     continue
-                dropped += len(data) - (self._offset if position == 0 else 0)
+                dropped += len(data)  # not started: the playing one was handled above
                 utterance.cut = True
                 utterance.ready.set()
                 utterance.done.set()

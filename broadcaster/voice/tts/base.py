@@ -9,8 +9,9 @@ Cancelling the task that iterates ``stream`` must abort the engine's work and cl
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -49,3 +50,23 @@ class TtsEngine(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 (optional hook)
         """Release sessions, threads or models the engine holds."""
+
+
+async def from_worker(
+    queue: asyncio.Queue[TtsChunk | TtsError | None],
+    worker: asyncio.Future[None],
+    cancel: Callable[[], None],
+) -> AsyncGenerator[TtsChunk, None]:
+    """The chunks a synthesis thread puts on ``queue`` (None ends the text, a ``TtsError`` fails it).
+
+    However the stream ends (done, failed, cancelled or closed early) the thread is told to ``cancel``
+    and waited for, so the synthesiser is free again when the stream is.
+    """
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, TtsError):
+                raise item
+            yield item
+    finally:
+        cancel()
+        await asyncio.shield(worker)

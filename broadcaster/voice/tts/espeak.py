@@ -12,6 +12,7 @@ pause), cleaned for the lip-sync table; word events give the words of the text, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import threading
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from broadcaster.voice.speech_track import Phoneme
-from broadcaster.voice.tts.base import TtsChunk, TtsEngine, TtsError
+from broadcaster.voice.tts.base import TtsChunk, TtsEngine, TtsError, from_worker
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -336,11 +337,6 @@ class EspeakEngine(TtsEngine):
         queue: asyncio.Queue[TtsChunk | TtsError | None] = asyncio.Queue()
         job = _Job(text, self._library.sample_rate, loop, queue)
         worker = loop.run_in_executor(None, self._library.speak, job, self.voice, self.rate_wpm, self.pitch)
-        try:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, TtsError):
-                    raise item
-                yield item
-        finally:
-            job.cancelled.set()
-            await asyncio.shield(worker)
+        async with contextlib.aclosing(from_worker(queue, worker, job.cancelled.set)) as chunks:
+            async for chunk in chunks:
+                yield chunk

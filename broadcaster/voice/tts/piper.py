@@ -11,6 +11,7 @@ phoneme lasts; those become phoneme timings (IPA symbols). Piper has no pitch co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import unicodedata
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from broadcaster.voice.speech_track import Phoneme
-from broadcaster.voice.tts.base import TtsChunk, TtsEngine, TtsError
+from broadcaster.voice.tts.base import TtsChunk, TtsEngine, TtsError, from_worker
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -104,14 +105,9 @@ class PiperEngine(TtsEngine):
         queue: asyncio.Queue[TtsChunk | TtsError | None] = asyncio.Queue()
         job = _Job(loop, queue, self._new_run_options())
         worker = loop.run_in_executor(None, self._speak, text, job)
-        try:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, TtsError):
-                    raise item
-                yield item
-        finally:
-            job.cancel()
-            await asyncio.shield(worker)
+        async with contextlib.aclosing(from_worker(queue, worker, job.cancel)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     def _speak(self, text: str, job: _Job) -> None:
         """Synthesise ``text`` sentence by sentence, blocking; always ends the job."""
