@@ -1,0 +1,1 @@
+"""Comment feeds, one module per wire protocol, chosen by ``type`` in a ``[[feeds]]`` table."""
