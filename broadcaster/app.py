@@ -15,8 +15,9 @@ from broadcaster.control.status import StatusReporter
 from broadcaster.face.avatar import load_avatar
 from broadcaster.face.compositor import Compositor, make_background
 from broadcaster.face.lipsync import create_lipsync
-from broadcaster.show.persona import Question
+from broadcaster.show.safety import RuleError
 from broadcaster.show.show import Show
+from broadcaster.store import Store, StoreError
 from broadcaster.stream.clock import ProgramClock, Timing
 from broadcaster.stream.encoder import AAC_FRAME, Encoder
 from broadcaster.stream.memory import keep_frame_memory
@@ -26,6 +27,8 @@ from broadcaster.stream.outputs.rtmp import RtmpOutput
 from broadcaster.stream.program import Program
 from broadcaster.voice.pcm import read_audio
 from broadcaster.voice.speech_track import SpeechTrack
+from danmaku.desk import ChatDesk
+from danmaku.triage.text import TextRules, block_rules
 
 log = logging.getLogger("broadcaster")
 
@@ -52,15 +55,29 @@ class RunOptions:
     outputs: list[str] = field(default_factory=list)
     play_wav: list[Path] = field(default_factory=list)
     say: list[str] = field(default_factory=list)
-    chat: list[Question] = field(default_factory=list)
+    chat: list[tuple[str, str]] = field(default_factory=list)
 
 
-def question_from_arg(item: str) -> Question:
-    """A chat message from ``--chat "NAME: TEXT"``."""
+def chat_from_arg(item: str) -> tuple[str, str]:
+    """A comment from ``--chat "NAME: TEXT"``: the name and the text."""
     name, sep, text = item.partition(":")
     if not sep or not name.strip() or not text.strip():
         raise ConfigError(f"--chat {item!r}: expected NAME: TEXT")
-    return Question(f"cli:{name.strip()}", name.strip(), text.strip())
+    return name.strip(), text.strip()
+
+
+def build_desk(cfg: Config, show: Show, store: Store) -> ChatDesk:
+    """The chat desk from ``[chat]`` and ``[[feeds]]``.
+
+    A message naming the host or a product ranks as a question.
+    """
+    try:
+        files = [cfg.resolve(p) for p in cfg.chat.block.lists]
+        mentions = [cfg.persona.name, *(name for product in show.catalog for name in product.names)]
+        rules = TextRules(block_rules(cfg.chat.block, files), cfg.chat.block.links, mentions)
+    except RuleError as exc:
+        raise ConfigError(f"chat.block.lists: {exc}") from exc
+    return ChatDesk(cfg.chat, cfg.feeds, store, rules)
 
 
 class Broadcaster:
@@ -85,6 +102,11 @@ class Broadcaster:
             prepare=self.lipsync.prepare,
         )
         self.show = Show(cfg, self.speech)
+        try:
+            self.store = Store(cfg.resolve(cfg.store.path), cfg.store.synchronous)
+        except StoreError as exc:
+            raise ConfigError(f"store.path = {str(cfg.store.path)!r}: {exc}") from exc
+        self.desk = build_desk(cfg, self.show, self.store)
         self.options = options
         for wav in options.play_wav:
             pcm = read_audio(wav, self.timing.sample_rate)
@@ -115,7 +137,7 @@ class Broadcaster:
             on_finished=self._program_finished,
         )
         self.status = StatusReporter(
-            self.program, self.encoder, self.outputs, self.lipsync, self.speech, self.show.stats
+            self.program, self.encoder, self.outputs, self.lipsync, self.speech, self._show_stats
         )
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -134,6 +156,9 @@ class Broadcaster:
             c.segment_seconds,
             self._packets(c.queue_seconds),
         )
+
+    def _show_stats(self) -> dict[str, Any]:
+        return {**self.show.stats(), "chat": self.desk.stats()}
 
     def _program_finished(self) -> None:
         if self._loop is not None and self._finished is not None:
@@ -166,6 +191,7 @@ class Broadcaster:
             self.timing.fps,
             len(self.outputs),
         )
+        await self.desk.start()
         reporter = asyncio.create_task(self._report())
         performing = asyncio.create_task(self._perform())
         try:
@@ -179,12 +205,24 @@ class Broadcaster:
         return self.status.summary()
 
     async def _perform(self) -> None:
+        """The ``--say`` lines, then the chat lane: the paced chat candidates, one at a time."""
         try:
-            await self.show.perform(self.options.say, self.options.chat)
+            await self.show.read(self.options.say)
+            for name, text in self.options.chat:
+                await self.desk.local_feed().submit(name, text)
         except Exception:
-            log.exception("the show's items stopped; the program goes on")
+            log.exception("the --say/--chat items stopped; the program goes on")
+        while True:
+            candidate = await self.desk.next()
+            try:
+                why_not = await self.show.answer(candidate, self.cfg.chat)
+            except Exception:
+                log.exception("chat %s not said; the program goes on", candidate.kind)
+                why_not = "error"
+            await self.desk.done(candidate, why_not is None, why_not or "")
 
     async def _shutdown(self) -> None:
+        await self.desk.close()
         await self.show.close()
         self.program.stop()
         await asyncio.to_thread(self.program.join, 10.0)
@@ -194,3 +232,4 @@ class Broadcaster:
         for output in self.outputs:
             if not await asyncio.to_thread(output.close, 20.0):
                 log.warning("%s %s did not finish in time", output.kind, output.name)
+        await asyncio.to_thread(self.store.close)

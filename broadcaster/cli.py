@@ -145,13 +145,13 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     from broadcaster.app import (  # noqa: PLC0415 (PyAV and OpenCV load only for run)
         Broadcaster,
         RunOptions,
-        question_from_arg,
+        chat_from_arg,
     )
 
     missing = [str(p) for p in args.play_wav if not p.is_file()]
     if missing:
         raise ConfigError(f"--play-wav: no such file: {', '.join(missing)}")
-    chat = [question_from_arg(item) for item in args.chat]
+    chat = [chat_from_arg(item) for item in args.chat]
     app = Broadcaster(cfg, RunOptions(args.seconds, args.outputs, args.play_wav, args.say, chat))
     summary = asyncio.run(app.run())
     log.info("summary %s", json.dumps(summary))

@@ -13,6 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from danmaku.config import ChatConfig
+from danmaku.feeds import FeedConfigs
+
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
 RECORD_SUFFIXES = (".flv", ".mp4", ".mkv")
@@ -294,6 +297,14 @@ class RecordOutputConfig(_Section):
 OutputConfig = Annotated[RtmpOutputConfig | RecordOutputConfig, Field(discriminator="type")]
 
 
+class StoreConfig(_Section):
+    """`[store]`: the SQLite file that keeps the chat log (and, later, the queue)."""
+
+    path: Path = Path("data/broadcaster.sqlite3")
+    # "normal" survives the process being killed; "full" also a power cut (an fsync per commit)
+    synchronous: Literal["normal", "full"] = "normal"
+
+
 class LogConfig(_Section):
     """`[log]`: how much the process says."""
 
@@ -312,6 +323,9 @@ class Config(_Section):
     persona: PersonaConfig = PersonaConfig()
     safety: SafetyConfig = SafetyConfig()
     show: ShowConfig = ShowConfig()
+    chat: ChatConfig = ChatConfig()
+    feeds: list[FeedConfigs] = Field(default_factory=list)
+    store: StoreConfig = StoreConfig()
     outputs: list[OutputConfig] = Field(default_factory=list)
     log: LogConfig = LogConfig()
     base_dir: Path = Field(Path(), exclude=True)
@@ -366,8 +380,13 @@ def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
                 raise ConfigError(f"--set {'.'.join(path)}: {part!r} holds a value, not a table")
 
 
+_UNION_TAGS = frozenset(("rtmp", "record", "local", "json", "bilibili", "twitch"))
+
+
 def _describe(error: dict[str, Any]) -> str:
-    key = ".".join(str(p) for p in error["loc"] if not (isinstance(p, str) and p in ("rtmp", "record")))
+    loc = error["loc"]
+    # the discriminated unions ([[outputs]], [[feeds]]) put the type in the path: leave it out
+    key = ".".join(str(p) for i, p in enumerate(loc) if not (i == 2 and p in _UNION_TAGS))
     value = error.get("input")
     shown = "(missing)" if error["type"] == "missing" else repr(value)
     allowed = error["msg"]
@@ -375,8 +394,8 @@ def _describe(error: dict[str, Any]) -> str:
         allowed = "unknown key"
     elif error["type"] == "literal_error":
         allowed = "allowed: " + error["msg"].removeprefix("Input should be ")
-    elif error["type"] == "union_tag_invalid":
-        allowed = "type must be 'rtmp' or 'record'"
+    elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        allowed = "type must be one of " + str(error.get("ctx", {}).get("expected_tags", "?"))
     return f"{key} = {shown}: {allowed}"
 
 

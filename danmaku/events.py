@@ -93,7 +93,9 @@ class ChatEvent:
 
 
 def derived_id(platform: str, *parts: object) -> str:
-    """A stable id for a message whose platform gives none: the same message seen twice (a resend after
-    a reconnect) gets the same id, so dedupe still works."""
+    """A stable id for a message whose platform gives none.
+
+    The same message seen twice (a resend after a reconnect) gets the same id, so dedupe still works.
+    """
     digest = hashlib.blake2b("\x1f".join(map(str, (platform, *parts))).encode(), digest_size=12)
     return digest.hexdigest()

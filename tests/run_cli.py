@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,14 @@ def command(*args: str) -> list[str]:
 
 def start(avatar_root: Path, *args: str) -> subprocess.Popen[str]:
     """Start `run` with the sample avatar from ``avatar_root`` and no configured outputs."""
+    store = Path(tempfile.mkdtemp(prefix="store-")) / "broadcaster.sqlite3"
     return subprocess.Popen(
-        command("run", "--set", f'avatar.dir="{avatar_root}"', "--set", "outputs=[]", *args),
+        command(
+            "run",
+            *("--set", f'avatar.dir="{avatar_root}"', "--set", "outputs=[]"),
+            *("--set", f'store.path="{store}"'),
+            *args,
+        ),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

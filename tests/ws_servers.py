@@ -87,7 +87,9 @@ class SilentProxy:
             self._tasks.discard(task)  # type: ignore[arg-type]
 
     @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, frozen: asyncio.Event) -> None:
+    async def _pipe(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, frozen: asyncio.Event
+    ) -> None:
         while not frozen.is_set():
             read = asyncio.ensure_future(reader.read(65536))
             stop = asyncio.ensure_future(frozen.wait())

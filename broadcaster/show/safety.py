@@ -355,6 +355,10 @@ class SafetyFilter:
             )  # fmt: skip
         return decision
 
+    def matches(self, text: str, source: Source = "viewer") -> list[str]:
+        """The ids of the rules ``text`` trips (chat triage blocks on any), without counting or logging."""
+        return list(dict.fromkeys(h.rule.id for h in self._hits(text, source)))
+
     def clean_name(self, name: str) -> str:
         """A viewer's name fit to read aloud: contact details and banned words removed, never empty."""
         plain = "".join(c for c in unicodedata.normalize("NFKC", name) if unicodedata.category(c)[0] != "C")

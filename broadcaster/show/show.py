@@ -24,6 +24,8 @@ from broadcaster.voice.speaker import Speaker
 from broadcaster.voice.speech_track import SpeechTrack
 from broadcaster.voice.tts import create_engine
 from broadcaster.voice.tts.base import TtsError
+from danmaku.config import ChatConfig
+from danmaku.triage.candidate import Candidate
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +81,28 @@ class Show:
             # first chat message: llama.cpp keeps the shared prefix
             await self.host.llm.warm_up([{"role": "system", "content": self.persona.system_prompt}])
 
-    async def perform(self, lines: list[str], questions: list[Question]) -> None:
-        """Read ``lines``, then answer ``questions``, in order (the ``run --say/--chat`` items)."""
+    async def read(self, lines: list[str]) -> None:
+        """Read ``lines`` aloud in order (the ``run --say`` items)."""
         for line in lines:
             await self.host.say(line, "moderator")
-        if questions:
-            await self.start_llm()
-        for question in questions:
-            await self.host.reply(question)
+
+    async def answer(self, candidate: Candidate, chat: ChatConfig) -> str | None:
+        """Say a chat candidate: a reply through the LLM, or a thank-you or greeting from its template.
+
+        Returns None when it was said, else why not (``reply_failed``, ``interrupted``).
+        """
+        if candidate.kind != "answer":
+            templates = {"thanks": chat.thanks.template, "welcome": chat.welcome.welcome}
+            line = candidate.line(templates.get(candidate.kind, chat.welcome.follow), self.safety.clean_name)
+            speech = await self.host.say(line, "viewer", cache=False)
+            return None if speech is not None else "interrupted"
+        event = candidate.event
+        await self.start_llm()
+        question = Question(f"{event.platform}:{event.user.id}", event.user.name, event.text)
+        reply = await self.host.reply(question)
+        if reply.error:
+            return "reply_failed"
+        return "interrupted" if reply.cancelled else None
 
     def stats(self) -> dict[str, Any]:
         """The voice, host, LLM and safety counters."""

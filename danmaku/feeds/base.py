@@ -82,9 +82,14 @@ class FeedStats:
         return vars(self).copy()
 
 
-def backoff_delay(attempt: int, initial: float, cap: float, rand: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before reconnect ``attempt`` (0-based): doubling from ``initial`` up to ``cap``,
-    then scaled by a random factor in [0.5, 1) so a fleet of rooms does not reconnect in step."""
+def backoff_delay(
+    attempt: int, initial: float, cap: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait before reconnect ``attempt`` (0-based).
+
+    Doubling from ``initial`` up to ``cap``, then scaled by a random factor in [0.5, 1) so a fleet of
+    rooms does not reconnect in step.
+    """
     base = min(cap, initial * 2.0 ** min(attempt, 30))
     return base * (0.5 + rand() / 2)
 
@@ -232,8 +237,11 @@ class SocketFeed(Feed):
                 await self.deliver(events)
 
     async def _next_frame(self, ws: ClientConnection) -> str | bytes:
-        """The next frame; a quiet half of ``liveness_s`` is answered with a WebSocket ping, and a
-        connection that then stays silent, pong included, for the other half is dead."""
+        """The next frame, proving a quiet connection alive.
+
+        A quiet half of ``liveness_s`` is answered with a WebSocket ping; a connection that then stays
+        silent, pong included, for the other half is dead.
+        """
         half = self.cfg.liveness_s / 2
         pong: Awaitable[float] | None = None
         while True:

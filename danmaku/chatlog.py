@@ -1,0 +1,182 @@
+"""The durable chat log: every event and its triage decision, in the project's SQLite store.
+
+An event's row is committed before the event is acknowledged (before its feed reads on, before its
+candidate is queued); later decisions (answered, stale, displaced, removed by a platform moderator)
+update the row. ``seq`` is the row's key, assigned here in arrival order. Queries serve the
+dashboard; ``pending`` gives back what was queued when the process stopped, so a restart resumes it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from broadcaster.store import Store
+from danmaku.events import ChatEvent, Gift, User
+from danmaku.triage.triage import Decision, Verdict
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS chat_events (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        feed TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        user_id TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        roles TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        gift_name TEXT,
+        gift_count INTEGER,
+        gift_value REAL,
+        currency TEXT,
+        removes TEXT,
+        raw TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        priority INTEGER,
+        decided_at INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS chat_events_received ON chat_events (received_at)",
+    "CREATE INDEX IF NOT EXISTS chat_events_queued ON chat_events (decision) WHERE decision = 'queued'",
+)
+_INSERT = "INSERT INTO chat_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_COLUMNS = (
+    "seq, id, platform, feed, kind, ts, received_at, user_id, user_name, roles, level, text, "
+    "gift_name, gift_count, gift_value, currency, removes, raw, decision, reason, priority, decided_at"
+)
+
+Update = tuple[int, Decision, str]  # (seq, decision, reason)
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """A row of the chat log."""
+
+    seq: int
+    event: ChatEvent
+    decision: Decision
+    reason: str
+    priority: int | None
+    decided_at: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The event's JSON shape plus its decision (for the dashboard)."""
+        return {
+            "seq": self.seq,
+            **self.event.as_dict(),
+            "decision": self.decision,
+            "reason": self.reason,
+            "priority": self.priority,
+            "decided_at": self.decided_at,
+        }
+
+
+def _row(seq: int, e: ChatEvent, v: Verdict) -> tuple[object, ...]:
+    g = e.gift
+    u = e.user
+    return (
+        seq, e.id, e.platform, e.feed, e.kind, e.ts, e.received_at, u.id, u.name,
+        ",".join(u.roles), u.level, e.text,
+        None if g is None else g.name, None if g is None else g.count,
+        None if g is None else g.value, None if g is None else g.currency,
+        e.removes, e.raw, v.decision, v.reason, v.priority, e.received_at,
+    )  # fmt: skip
+
+
+def _logged(row: sqlite3.Row | tuple[Any, ...]) -> LoggedEvent:
+    (seq, id_, platform, feed, kind, ts, received_at, uid, uname, roles, level, text,
+     gname, gcount, gvalue, currency, removes, raw, decision, reason, priority, decided_at) = row  # fmt: skip
+    gift = None if gname is None else Gift(gname, gcount, gvalue, currency)
+    user = User(uid, uname, tuple(r for r in roles.split(",") if r), level)
+    event = ChatEvent(id_, platform, kind, ts, user, text, gift, raw, received_at, feed, removes)
+    return LoggedEvent(seq, event, decision, reason, priority, decided_at)
+
+
+class ChatLog:
+    """The ``chat_events`` table."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        store.ensure(SCHEMA)
+        last = store.read_now(lambda c: c.execute("SELECT MAX(seq) FROM chat_events").fetchone()[0])
+        self._next_seq = (last or 0) + 1
+
+    def reserve(self, count: int) -> int:
+        """The first of ``count`` consecutive new seqs."""
+        first = self._next_seq
+        self._next_seq += count
+        return first
+
+    async def record(self, first_seq: int, events: Sequence[ChatEvent], verdicts: Sequence[Verdict]) -> None:
+        """Insert the events with their decisions; returns after the commit."""
+        rows = [_row(first_seq + i, e, v) for i, (e, v) in enumerate(zip(events, verdicts, strict=True))]
+        await self.store.write(lambda conn: conn.executemany(_INSERT, rows))
+
+    async def decide(self, updates: Sequence[Update], at_ms: int) -> None:
+        """Change decisions of logged events; returns after the commit."""
+        if not updates:
+            return
+        rows = [(decision, reason, at_ms, seq) for seq, decision, reason in updates]
+        await self.store.write(
+            lambda conn: conn.executemany(
+                "UPDATE chat_events SET decision = ?, reason = ?, decided_at = ? WHERE seq = ?", rows
+            )
+        )
+
+    async def pending(self) -> list[LoggedEvent]:
+        """Events still queued (the process stopped before they were answered or dropped)."""
+        return await self.store.read(
+            lambda c: [
+                _logged(r)
+                for r in c.execute(
+                    f"SELECT {_COLUMNS} FROM chat_events WHERE decision = 'queued' ORDER BY seq"
+                )
+            ]
+        )
+
+    async def recent(
+        self,
+        limit: int = 100,
+        *,
+        before_seq: int | None = None,
+        decision: str | None = None,
+        kind: str | None = None,
+        user_id: str | None = None,
+    ) -> list[LoggedEvent]:
+        """The latest events, newest first, optionally filtered (the dashboard's chat view)."""
+        where: list[str] = ["1"]
+        args: list[object] = []
+        for column, value in (("decision", decision), ("kind", kind), ("user_id", user_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if before_seq is not None:
+            where.append("seq < ?")
+            args.append(before_seq)
+        sql = f"SELECT {_COLUMNS} FROM chat_events WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?"
+        return await self.store.read(lambda c: [_logged(r) for r in c.execute(sql, (*args, limit))])
+
+    async def counts(self, since_ms: int = 0) -> dict[str, int]:
+        """How many events got each decision (``decision:reason``) since ``since_ms``."""
+        sql = (
+            "SELECT decision, reason, COUNT(*) FROM chat_events WHERE received_at >= ? "
+            "GROUP BY decision, reason"
+        )
+        rows = await self.store.read(lambda c: c.execute(sql, (since_ms,)).fetchall())
+        return {f"{d}:{r}" if r else d: n for d, r, n in rows}
+
+    async def prune(self, before_ms: int) -> int:
+        """Delete events received before ``before_ms`` (retention); returns how many."""
+        return await self.store.write(
+            lambda c: (
+                c.execute(
+                    "DELETE FROM chat_events WHERE received_at < ? AND decision != 'queued'", (before_ms,)
+                ).rowcount
+            )
+        )

@@ -1,0 +1,194 @@
+"""The chat desk: feeds in, triage, the chat log, and the paced queue the show takes answers from.
+
+Every batch a feed reads is judged (synchronously), written to the chat log with its decisions, and
+only then are its candidates queued and the feed allowed to read on (invariant 7; backpressure). A
+housekeeping task closes gift and greeting gatherings, expires stale candidates and prunes the log.
+The show asks ``next`` for the best candidate when the pacing allows, and reports with ``done``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from broadcaster.store import Store, StoreError
+from danmaku.chatlog import ChatLog, Update
+from danmaku.config import ChatConfig
+from danmaku.events import ChatEvent, now_ms
+from danmaku.feeds import FeedConfigs, create_feed
+from danmaku.feeds.base import Feed
+from danmaku.feeds.local import LocalFeed, LocalFeedConfig
+from danmaku.pacer import Pacer, Removed
+from danmaku.triage.candidate import Candidate
+from danmaku.triage.text import TextRules
+from danmaku.triage.triage import Decision, Triage
+
+log = logging.getLogger("danmaku.desk")
+
+HOUSEKEEPING_S = 0.5
+PRUNE_EVERY_S = 3600.0
+
+
+def _removal(event: ChatEvent) -> Callable[[Candidate], bool]:
+    """Which queued candidates a platform moderator's removal takes out."""
+    target = event.removes or ""
+
+    def match(c: Candidate) -> bool:
+        e = c.event
+        if c.kind != "answer" or e.platform != event.platform:
+            return False
+        if target == "*":
+            return True
+        if target.startswith("user:"):
+            return e.user.id == target[5:]
+        return e.id == target
+
+    return match
+
+
+class ChatDesk:
+    """Owns the feeds, the triage, the chat log and the pacer; ``start`` and ``close`` bracket them."""
+
+    def __init__(self, cfg: ChatConfig, feeds: Sequence[FeedConfigs], store: Store, rules: TextRules) -> None:
+        self.cfg = cfg
+        self.log = ChatLog(store)
+        self.triage = Triage(cfg, rules)
+        self.pacer = Pacer(cfg.interval_s, cfg.queue_size, cfg.stale_s)
+        self.feeds: list[Feed] = [create_feed(c, self.accept) for c in feeds if c.enabled]
+        self.local: LocalFeed | None = next((f for f in self.feeds if isinstance(f, LocalFeed)), None)
+        self.log_failures = 0
+        self._updates: list[Update] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def local_feed(self) -> LocalFeed:
+        """The local feed (operator comments), added when the config has none."""
+        if self.local is None:
+            self.local = LocalFeed(LocalFeedConfig(), self.accept)
+            self.feeds.append(self.local)
+            if self._tasks:
+                self._tasks.append(asyncio.create_task(self.local.run(), name="feed-local"))
+        return self.local
+
+    async def start(self) -> None:
+        """Resume what was queued before a restart, then start the feeds and the housekeeping."""
+        await self._recover()
+        for feed in self.feeds:
+            self._tasks.append(asyncio.create_task(feed.run(), name=f"feed-{feed.name}"))
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="chat-housekeeping"))
+
+    async def _recover(self) -> None:
+        pending = await self.log.pending()
+        if not pending:
+            return
+        cutoff = now_ms() - int(self.cfg.stale_s * 1000)
+        resumed = 0
+        for row in pending:
+            event = row.event
+            self.triage.ids.seen(f"{event.platform}\x1f{event.id}")
+            if event.received_at < cutoff:
+                self._updates.append((row.seq, "dropped", "stale"))
+            elif event.kind in ("chat", "superchat"):
+                candidate = Candidate("answer", row.priority or 0, [(row.seq, event)], 0.0, event.received_at)
+                if event.gift is not None:
+                    candidate.value = event.gift.value
+                self._removed(self.pacer.offer(candidate))
+                resumed += 1
+            elif event.kind == "gift":
+                self.triage._gathered(
+                    self.triage.thanks.add(row.seq, event, f"{event.platform}\x1f{event.user.id}")
+                )
+                resumed += 1
+            else:
+                self._updates.append((row.seq, "dropped", "restart"))
+        await self._flush()
+        log.info("chat: resumed %d queued item(s) from before the restart", resumed)
+
+    async def accept(self, events: Sequence[ChatEvent]) -> None:
+        """The feeds' sink: judge, log (committed), then queue. Returns when the events are logged."""
+        triage = self.triage
+        first = self.log.reserve(len(events))
+        verdicts = [triage.judge(first + i, e) for i, e in enumerate(events)]
+        ready, triage.ready = triage.ready, []
+        updates, triage.updates = triage.updates, []
+        try:
+            await self.log.record(first, events, verdicts)
+        except StoreError as exc:
+            self.log_failures += len(events)
+            log.error("chat: %d event(s) not logged, so not accepted: %s", len(events), exc)
+            return
+        for event in events:
+            if event.removes is not None:
+                self._removed(self.pacer.remove(_removal(event), "removed_by_platform"))
+        for candidate in ready:
+            self._removed(self.pacer.offer(candidate))
+        self._updates += [(seq, "dropped", reason) for seq, reason in updates]
+        if self._updates:
+            await self._flush()
+
+    def _removed(self, removed: list[Removed]) -> None:
+        for candidate, reason in removed:
+            self._updates += [(seq, "dropped", reason) for seq, _ in candidate.events]
+
+    async def _flush(self) -> None:
+        updates, self._updates = self._updates, []
+        try:
+            await self.log.decide(updates, now_ms())
+        except StoreError as exc:
+            self.log_failures += len(updates)
+            log.error("chat: %d decision(s) not logged: %s", len(updates), exc)
+
+    async def _housekeeping(self) -> None:
+        since_prune = PRUNE_EVERY_S
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            self.triage.due(now_ms())
+            ready, self.triage.ready = self.triage.ready, []
+            self._updates += [(seq, "dropped", reason) for seq, reason in self.triage.updates]
+            self.triage.updates = []
+            for candidate in ready:
+                self._removed(self.pacer.offer(candidate))
+            self._removed(self.pacer.expire())
+            if self._updates:
+                await self._flush()
+            since_prune += HOUSEKEEPING_S
+            if self.cfg.retention_days and since_prune >= PRUNE_EVERY_S:
+                since_prune = 0.0
+                with contextlib.suppress(StoreError):
+                    pruned = await self.log.prune(now_ms() - int(self.cfg.retention_days * 86_400_000))
+                    if pruned:
+                        log.info("chat: pruned %d event(s) past chat.retention_days", pruned)
+
+    async def next(self) -> Candidate:
+        """The next thing the chat lane should say, when the pacing allows (best candidate first)."""
+        candidate = await self.pacer.next(self._removed)
+        if self._updates:
+            await self._flush()
+        return candidate
+
+    async def done(self, candidate: Candidate, said: bool, reason: str = "") -> None:
+        """Record how a candidate ended: said on air, or dropped with ``reason``."""
+        decision: Decision = "answered" if said else "dropped"
+        why = candidate.kind if said else reason
+        self._updates += [(seq, decision, why) for seq, _ in candidate.events]
+        await self._flush()
+
+    def stats(self) -> dict[str, Any]:
+        """Feeds, decisions and the queue, for the status line and the run summary."""
+        return {
+            "feeds": {f.name: f.stats.as_dict() for f in self.feeds},
+            "queued": len(self.pacer),
+            "decisions": dict(self.triage.reasons),
+            "log_failures": self.log_failures,
+        }
+
+    async def close(self) -> None:
+        """Stop the feeds and the housekeeping; write the decisions still held."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._updates:
+            await self._flush()
