@@ -122,8 +122,8 @@ class Limits:
         """Take a token of the global rate; on success count a candidate for the viewer."""
         rate = self.cfg.global_per_s
         if self._refilled:
-            self._tokens = min(max(1.0, rate), self._tokens + (now - self._refilled) * rate / 1000)
-        self._refilled = now
+            self._tokens = min(max(1.0, rate), self._tokens + max(0, now - self._refilled) * rate / 1000)
+        self._refilled = max(now, self._refilled)
         if self._tokens < 1.0:
             return False
         self._tokens -= 1.0

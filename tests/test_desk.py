@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from broadcaster.store import Store
+from danmaku.chatlog import ChatLog
+from danmaku.config import ChatConfig
+from danmaku.desk import ChatDesk
+from danmaku.events import ChatEvent, Gift, User, now_ms
+from danmaku.feeds.local import LocalFeedConfig
+from danmaku.triage.text import TextRules, block_rules
+
+
+def desk(store: Store, **chat: object) -> ChatDesk:
+    cfg = ChatConfig.model_validate({"interval_s": 0, **chat})
+    return ChatDesk(cfg, [LocalFeedConfig()], store, TextRules(block_rules(cfg.block), cfg.block.links))
+
+
+async def decisions(store: Store) -> dict[str, tuple[str, str]]:
+    rows = await ChatLog(store).recent(1000)
+    return {r.event.text or r.event.id: (r.decision, r.reason) for r in rows}
+
+
+async def test_a_comment_is_logged_queued_answered(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    d = desk(store)
+    await d.start()
+    local = d.local_feed()
+    event = await local.submit("amy", "这个茶多少钱？")
+    # logged before submit returned
+    assert (await decisions(store))["这个茶多少钱？"] == ("queued", "question")
+    await local.submit("bob", "666")
+    candidate = await asyncio.wait_for(d.next(), 2)
+    assert candidate.event.id == event.id and candidate.kind == "answer"
+    await d.done(candidate, True)
+    logged = await decisions(store)
+    assert logged["这个茶多少钱？"] == ("answered", "answer")
+    assert logged["666"] == ("dropped", "chatter")
+    row = (await ChatLog(store).recent(1, decision="answered"))[0]
+    assert row.event.user == User("name:amy", "amy") and row.event.raw == "amy: 这个茶多少钱？"
+    assert (await ChatLog(store).counts()) == {"answered:answer": 1, "dropped:chatter": 1}
+    assert d.stats()["feeds"]["local"]["events"] == 2
+    await d.close()
+    store.close()
+
+
+async def test_a_platform_moderator_removal_takes_queued_comments_out(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    d = desk(store)
+    now = now_ms()
+
+    def chat(id_: str, user: str, text: str) -> ChatEvent:
+        return ChatEvent(id_, "twitch", "chat", now, User(user, user), text, received_at=now)
+
+    await d.accept([chat("m1", "troll", "what is this scam?"), chat("m2", "amy", "what tea is it?")])
+    await d.accept([chat("m3", "bob", "how much is it?")])
+    await d.accept([ChatEvent("c1", "twitch", "system", now, User("", ""), removes="user:troll")])
+    await d.accept([ChatEvent("c2", "twitch", "system", now, User("", ""), removes="m3")])
+    assert [c.event.id for c in d.pacer.items()] == ["m2"]
+    logged = await decisions(store)
+    assert logged["what is this scam?"] == ("dropped", "removed_by_platform")
+    assert logged["how much is it?"] == ("dropped", "removed_by_platform")
+    assert logged["c1"] == ("logged", "moderation")
+    await d.close()
+    store.close()
+
+
+async def test_a_restart_resumes_what_was_queued(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    d = desk(store, stale_s=30)
+    now = now_ms()
+    old = now - 40_000
+    await d.accept(
+        [
+            ChatEvent("q", "bilibili", "chat", now, User("1", "a"), "主播多少钱", received_at=now),
+            ChatEvent("o", "bilibili", "chat", old, User("2", "b"), "多少钱呀", received_at=old),
+        ]
+    )
+    await d.close()
+    store.close()  # the process stops with both queued
+
+    store = Store(path)
+    again = desk(store, stale_s=30)
+    await again.start()
+    candidate = await asyncio.wait_for(again.next(), 2)
+    assert candidate.event.id == "q" and candidate.priority == 200
+    assert len(again.pacer) == 0
+    logged = await decisions(store)
+    assert logged["多少钱呀"] == ("dropped", "stale")
+    # a redelivery of the same message after the restart is still a duplicate
+    await again.accept(
+        [ChatEvent("q", "bilibili", "chat", now, User("1", "a"), "主播多少钱", received_at=now)]
+    )
+    assert (await ChatLog(store).recent(1))[0].reason == "duplicate"
+    await again.close()
+    store.close()
+
+
+async def test_events_that_cannot_be_logged_are_not_accepted(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    d = desk(store)
+    store.close()
+    await d.accept([ChatEvent("x", "local", "chat", 0, User("1", "a"), "多少钱")])
+    assert d.log_failures == 1
+    assert len(d.pacer) == 0
+
+
+async def test_gift_thanks_come_out_of_housekeeping(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    d = desk(store, thanks={"window_s": 0.2, "min_value": 1})
+    await d.start()
+    now = now_ms()
+    gift = ChatEvent(
+        "g1", "bilibili", "gift", now, User("9", "fan"), gift=Gift("花", 10, 2.0), received_at=now
+    )
+    await d.accept([gift])
+    candidate = await asyncio.wait_for(d.next(), 3)
+    assert candidate.kind == "thanks" and candidate.value == 2.0
+    await d.done(candidate, False, "interrupted")
+    assert (await decisions(store))["g1"] == ("dropped", "interrupted")
+    await d.close()
+    store.close()
