@@ -117,7 +117,7 @@ def _check(cfg: Config) -> None:
     print(
         f"config OK: {cfg.program.resolution} {cfg.program.fps} fps, avatar {avatar.name!r} "
         f"({avatar.manifest.kind}), lip-sync {cfg.face.lipsync}, voice {' > '.join(chain)}, "
-        f"LLM {cfg.llm.base_url or 'local model'}, {len(cfg.outputs)} output(s)"
+        f"LLM {cfg.llm.base_url or 'local model'}, {len(cfg.feeds)} feed(s), {len(cfg.outputs)} output(s)"
     )
 
 
@@ -126,11 +126,17 @@ def _check_show(cfg: Config) -> list[str]:
     from broadcaster.show.safety import RuleError, SafetyFilter  # noqa: PLC0415
     from broadcaster.show.show import build_catalog, build_chain  # noqa: PLC0415
 
+    from danmaku.triage.text import block_rules  # noqa: PLC0415
+
     catalog = build_catalog(cfg)
     try:
         SafetyFilter.from_config(cfg, catalog)
     except RuleError as exc:
         raise ConfigError(f"safety.lists: {exc}") from exc
+    try:
+        block_rules(cfg.chat.block, [cfg.resolve(p) for p in cfg.chat.block.lists])
+    except RuleError as exc:
+        raise ConfigError(f"chat.block.lists: {exc}") from exc
     chain = build_chain(cfg)
 
     async def close() -> None:

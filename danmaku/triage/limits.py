@@ -118,14 +118,16 @@ class Limits:
             admitted.popleft()
         return len(admitted) >= self.cfg.user_max
 
-    def admit(self, viewer: Viewer, now: int) -> bool:
-        """Take a token of the global rate; on success count a candidate for the viewer."""
+    def has_token(self, now: int) -> bool:
+        """Whether the global rate allows one more candidate now (refills the bucket)."""
         rate = self.cfg.global_per_s
         if self._refilled:
-            self._tokens = min(max(1.0, rate), self._tokens + max(0, now - self._refilled) * rate / 1000)
+            elapsed = max(0, now - self._refilled)
+            self._tokens = min(max(1.0, rate), self._tokens + elapsed * rate / 1000)
         self._refilled = max(now, self._refilled)
-        if self._tokens < 1.0:
-            return False
+        return self._tokens >= 1.0
+
+    def take(self, viewer: Viewer, now: int) -> None:
+        """Count a candidate: a token of the global rate and one of the viewer's."""
         self._tokens -= 1.0
         viewer.admitted.append(now)
-        return True

@@ -4,9 +4,10 @@ A candidate to answer (queued), logged (nothing to answer) or dropped. Pure and 
 microseconds an event); the chat desk logs the decision and queues the candidates.
 
 Order of the rules for a chat message: duplicate id, blocked viewer, flooding (mutes the viewer),
-too long, stale, blocked words and links, chatter ("666"), the viewer repeating themselves, a
-copy-paste wave across viewers, the per-viewer limit, the global rate. Superchats skip the rate and
-spam rules (they are paid) but not the blocklists; moderators and the broadcaster skip the rate rules.
+too long, stale, chatter ("666"), the viewer repeating themselves, a copy-paste wave across viewers,
+the per-viewer limit, the global rate, and last the costliest, blocked words and links (so in a flood
+only what the rates let through is matched against the lists). Superchats skip the rate and spam
+rules (they are paid) but not the blocklists; moderators and the broadcaster skip the rate rules.
 """
 
 from __future__ import annotations
@@ -101,12 +102,9 @@ class Triage:
             return Verdict("dropped", "too_long")
         if event.ts and now - event.ts > cfg.stale_s * 1000:
             return Verdict("dropped", "stale")
-        folded = fold(text)
-        blocked = self.rules.blocked(text, folded)
-        if blocked:
-            return Verdict("dropped", blocked)
         if not cfg.answer:
             return Verdict("logged", "answer_off")
+        folded = fold(text)
         if not paid:
             if is_chatter(folded, cfg.min_chars):
                 return Verdict("dropped", "chatter")
@@ -117,8 +115,14 @@ class Triage:
                 return Verdict("dropped", "spam_wave")
             if not trusted and self.limits.over_user_limit(viewer, now):
                 return Verdict("dropped", "rate_user")
-            if not self.limits.admit(viewer, now):
+            if not self.limits.has_token(now):
                 return Verdict("dropped", "rate_global")
+        # the costliest check last: in a flood, only what the rates let through gets this far
+        blocked = self.rules.blocked(text, folded)
+        if blocked:
+            return Verdict("dropped", blocked)
+        if not paid:
+            self.limits.take(viewer, now)
         p = cfg.priority
         if paid:
             priority, why = p.paid, "paid"
