@@ -21,3 +21,34 @@ class RecentLatency:
         """The median of the window, to 0.1 ms."""
         recent = sorted(self._values)
         return round(recent[len(recent) // 2], 1) if recent else None
+
+
+class Histogram:
+    """Counts of values (ms) in 1 ms bins over [lo, hi); percentiles over everything ever added.
+
+    Fixed size whatever the run length (a day of ticks costs the same 4,000 counters); values outside
+    the range count in the end bins.
+    """
+
+    def __init__(self, lo_ms: int = -2000, hi_ms: int = 2000) -> None:
+        self.lo = lo_ms
+        self._counts = [0] * (hi_ms - lo_ms)
+        self.total = 0
+
+    def add(self, ms: float) -> None:
+        """Count one value."""
+        i = min(max(int(ms - self.lo), 0), len(self._counts) - 1)
+        self._counts[i] += 1
+        self.total += 1
+
+    def percentile(self, q: float) -> float | None:
+        """The value below which ``q`` percent of the counts lie (to 1 ms; None before the first)."""
+        if not self.total:
+            return None
+        rank = q / 100 * self.total
+        seen = 0
+        for i, count in enumerate(self._counts):
+            seen += count
+            if seen >= rank:
+                return float(i + self.lo)
+        return float(len(self._counts) - 1 + self.lo)

@@ -74,7 +74,7 @@ class ChatConfig(_Section):
     max_chars: int = Field(200, ge=1, le=10000)
     min_chars: int = Field(2, ge=1, le=100)  # fewer letters (after emotes and "666") is chatter
     dedupe_ids: int = Field(100_000, ge=100, le=10_000_000)  # ids remembered for dedupe
-    users: int = Field(50_000, ge=100, le=10_000_000)  # viewers remembered for limits and first-time
+    users: int = Field(20_000, ge=100, le=10_000_000)  # viewers remembered for limits and first-time
     retention_days: float = Field(7.0, ge=0, le=3650)  # chat log rows kept (0: forever)
     limits: LimitsConfig = LimitsConfig()
     block: BlockConfig = BlockConfig()

@@ -190,7 +190,7 @@ def test_memory_stays_bounded_under_a_burst_of_new_viewers() -> None:
     for i in range(20_000):
         t.judge(i, event(f"问题{i % 50}是什么呢", user=f"v{i}", at=i))
     assert len(t.limits.viewers) == 1000
-    assert len(t.ids) == 1000
+    assert 500 <= len(t.ids) <= 1000
 
 
 def test_text_helpers() -> None:

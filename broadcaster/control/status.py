@@ -77,6 +77,8 @@ class StatusReporter:
             "repeats": stats.repeats,
             "render_errors": stats.render_errors,
             "late_max_ms": round(stats.late_max_s * 1000, 1) if stats.ticks else None,
+            "late_p50_ms": stats.lateness.percentile(50),
+            "late_p99_ms": stats.lateness.percentile(99),
             "resyncs": self.program.clock.resyncs,
         }
         if self.lipsync is not None:

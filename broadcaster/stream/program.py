@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
+from broadcaster.latency import Histogram
 from broadcaster.stream.clock import ProgramClock
 from broadcaster.stream.tick import Tick, TickSink
 from broadcaster.voice.speech_track import SpeechFrame, SpeechTrack
@@ -40,6 +41,8 @@ class ProgramStats:
     lead_s: float = 0.0
     late_max_s: float = float("-inf")
     late_max_interval_s: float = float("-inf")
+    # lateness of every tick at hand-off (ms; negative: that far ahead of its deadline)
+    lateness: Histogram = field(default_factory=Histogram)
 
     def take_interval_late(self) -> float:
         """The worst lateness since the last call (seconds; negative means always early)."""
@@ -139,6 +142,7 @@ class Program:
                 stats.lead_s = -late
                 stats.late_max_s = max(stats.late_max_s, late)
                 stats.late_max_interval_s = max(stats.late_max_interval_s, late)
+                stats.lateness.add(late * 1000)
                 k += 1
                 stats.ticks = k
         finally:

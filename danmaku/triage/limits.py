@@ -7,41 +7,42 @@ the events' ``received_at`` milliseconds, so the rules are deterministic.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from danmaku.config import LimitsConfig
 
 
 class RecentIds:
-    """The last ``size`` ids seen."""
+    """The ids seen lately: at least the last ``size // 2``, at most ``size`` (two generations)."""
 
     def __init__(self, size: int) -> None:
-        self.size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self.half = max(1, size // 2)
+        self._current: set[str] = set()
+        self._previous: set[str] = set()
 
     def seen(self, key: str) -> bool:
-        """True if ``key`` was seen before; remembers it either way."""
-        if key in self._ids:
+        """True if ``key`` was seen lately; remembers it either way."""
+        if key in self._current or key in self._previous:
             return True
-        self._ids[key] = None
-        if len(self._ids) > self.size:
-            self._ids.popitem(last=False)
+        self._current.add(key)
+        if len(self._current) >= self.half:
+            self._previous, self._current = self._current, set()
         return False
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._current) + len(self._previous)
 
 
 @dataclass(slots=True)
 class Viewer:
-    """What triage remembers of one viewer."""
+    """What triage remembers of one viewer (small: tens of thousands are kept)."""
 
     messages: int = 0
-    recent: deque[int] = field(default_factory=deque)  # message times, for flooding
-    admitted: deque[int] = field(default_factory=deque)  # candidate times, for user_max
+    recent: list[int] = field(default_factory=list)  # message times, for flooding
+    admitted: list[int] = field(default_factory=list)  # candidate times, for user_max
     muted_until: int = 0
-    said: OrderedDict[str, int] = field(default_factory=OrderedDict)  # repeat key -> last time
+    said: dict[str, int] | None = None  # repeat key -> last time
 
 
 class Limits:
@@ -77,7 +78,7 @@ class Limits:
         recent = viewer.recent
         recent.append(now)
         while recent and recent[0] <= now - window:
-            recent.popleft()
+            del recent[0]
         if len(recent) > self.cfg.flood_max:
             viewer.muted_until = now + int(self.cfg.flood_mute_s * 1000)
             recent.clear()
@@ -88,10 +89,13 @@ class Limits:
         """The viewer said ``key`` within ``repeat_window_s``; remembers it."""
         if not key:
             return False
-        last = viewer.said.pop(key, None)
-        viewer.said[key] = now
-        if len(viewer.said) > self.SAID_PER_VIEWER:
-            viewer.said.popitem(last=False)
+        said = viewer.said
+        if said is None:
+            said = viewer.said = {}
+        last = said.pop(key, None)
+        said[key] = now
+        if len(said) > self.SAID_PER_VIEWER:
+            del said[next(iter(said))]
         return last is not None and now - last < self.cfg.repeat_window_s * 1000
 
     def wave(self, key: str, user: str, now: int) -> bool:
@@ -115,7 +119,7 @@ class Limits:
         window = self.cfg.user_window_s * 1000
         admitted = viewer.admitted
         while admitted and admitted[0] <= now - window:
-            admitted.popleft()
+            del admitted[0]
         return len(admitted) >= self.cfg.user_max
 
     def has_token(self, now: int) -> bool:
@@ -131,3 +135,5 @@ class Limits:
         """Count a candidate: a token of the global rate and one of the viewer's."""
         self._tokens -= 1.0
         viewer.admitted.append(now)
+        if len(viewer.admitted) > self.cfg.user_max:  # moderators are not limited, nor remembered long
+            del viewer.admitted[0]
