@@ -125,7 +125,6 @@ def _check_show(cfg: Config) -> list[str]:
     """Load the product facts and safety lists and open every TTS engine once; returns the chain."""
     from broadcaster.show.safety import RuleError, SafetyFilter  # noqa: PLC0415
     from broadcaster.show.show import build_catalog, build_chain  # noqa: PLC0415
-
     from danmaku.triage.text import block_rules  # noqa: PLC0415
 
     catalog = build_catalog(cfg)
