@@ -219,7 +219,7 @@ class Broadcaster:
             except Exception:
                 log.exception("chat %s not said; the program goes on", candidate.kind)
                 why_not = "error"
-            await self.desk.done(candidate, why_not is None, why_not or "")
+            self.desk.done(candidate, why_not is None, why_not or "")
 
     async def _shutdown(self) -> None:
         await self.desk.close()

@@ -1,7 +1,7 @@
 """The durable chat log: every event and its triage decision, in the project's SQLite store.
 
-An event's row is committed before the event is acknowledged (before its feed reads on, before its
-candidate is queued); later decisions (answered, stale, displaced, removed by a platform moderator)
+An event's row is committed before the event is acknowledged (before its candidate is queued or
+anything else acts on it); later decisions (answered, stale, displaced, removed by a platform moderator)
 update the row. ``seq`` is the row's key, assigned here in arrival order. Queries serve the
 dashboard; ``pending`` gives back what was queued when the process stopped, so a restart resumes it.
 """
@@ -9,12 +9,13 @@ dashboard; ``pending`` gives back what was queued when the process stopped, so a
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from broadcaster.store import Store
-from danmaku.events import ChatEvent, Gift, User
+from danmaku.events import ChatEvent, Gift, User, now_ms
 from danmaku.triage.triage import Decision, Verdict
 
 SCHEMA = (
@@ -52,6 +53,13 @@ _COLUMNS = (
 )
 
 Update = tuple[int, Decision, str]  # (seq, decision, reason)
+_DELETE = "DELETE FROM chat_events WHERE seq > ? AND seq <= ? AND decision != 'queued'"
+_CLEAR_RAW = "UPDATE chat_events SET raw = '' WHERE seq > ? AND seq <= ? AND raw != ''"
+
+
+def _ranged(sql: str, lo: int, hi: int) -> Callable[[sqlite3.Connection], int]:
+    """A write job running ``sql`` over seqs (lo, hi]; returns the rows changed."""
+    return lambda conn: conn.execute(sql, (lo, hi)).rowcount
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,7 @@ class ChatLog:
         store.ensure(SCHEMA)
         last = store.read_now(lambda c: c.execute("SELECT MAX(seq) FROM chat_events").fetchone()[0])
         self._next_seq = (last or 0) + 1
+        self._raw_cleared = 0  # rows up to this seq have had their raw text cleared
 
     def reserve(self, count: int) -> int:
         """The first of ``count`` consecutive new seqs."""
@@ -113,21 +122,31 @@ class ChatLog:
         self._next_seq += count
         return first
 
-    async def record(self, first_seq: int, events: Sequence[ChatEvent], verdicts: Sequence[Verdict]) -> None:
-        """Insert the events with their decisions; returns after the commit."""
-        rows = [_row(first_seq + i, e, v) for i, (e, v) in enumerate(zip(events, verdicts, strict=True))]
-        await self.store.write(lambda conn: conn.executemany(_INSERT, rows))
+    def write(
+        self, judged: Sequence[tuple[int, Sequence[ChatEvent], Sequence[Verdict]]], updates: Sequence[Update]
+    ) -> Future[object]:
+        """Insert judged events, then apply decision ``updates``, in one transaction.
 
-    async def decide(self, updates: Sequence[Update], at_ms: int) -> None:
-        """Change decisions of logged events; returns after the commit."""
-        if not updates:
-            return
-        rows = [(decision, reason, at_ms, seq) for seq, decision, reason in updates]
-        await self.store.write(
-            lambda conn: conn.executemany(
-                "UPDATE chat_events SET decision = ?, reason = ?, decided_at = ? WHERE seq = ?", rows
-            )
-        )
+        ``judged`` holds ``(first_seq, events, verdicts)`` batches. The future resolves after the
+        commit. Rows are built on the store's thread, off the event loop.
+        """
+        at_ms = now_ms()
+
+        def job(conn: sqlite3.Connection) -> None:
+            rows = [
+                _row(first + i, e, v)
+                for first, events, verdicts in judged
+                for i, (e, v) in enumerate(zip(events, verdicts, strict=True))
+            ]
+            if rows:
+                conn.executemany(_INSERT, rows)
+            if updates:
+                conn.executemany(
+                    "UPDATE chat_events SET decision = ?, reason = ?, decided_at = ? WHERE seq = ?",
+                    [(decision, reason, at_ms, seq) for seq, decision, reason in updates],
+                )
+
+        return self.store.submit(job)
 
     async def pending(self) -> list[LoggedEvent]:
         """Events still queued (the process stopped before they were answered or dropped)."""
@@ -171,12 +190,25 @@ class ChatLog:
         rows = await self.store.read(lambda c: c.execute(sql, (since_ms,)).fetchall())
         return {f"{d}:{r}" if r else d: n for d, r, n in rows}
 
-    async def prune(self, before_ms: int) -> int:
-        """Delete events received before ``before_ms`` (retention); returns how many."""
-        return await self.store.write(
-            lambda c: (
-                c.execute(
-                    "DELETE FROM chat_events WHERE received_at < ? AND decision != 'queued'", (before_ms,)
-                ).rowcount
-            )
-        )
+    async def _last_seq_before(self, ms: int) -> int:
+        sql = "SELECT seq FROM chat_events WHERE received_at < ? ORDER BY received_at DESC LIMIT 1"
+        row = await self.store.read(lambda c: c.execute(sql, (ms,)).fetchone())
+        return int(row[0]) if row else 0
+
+    async def prune(self, before_ms: int, raw_before_ms: int, chunk: int = 10_000) -> int:
+        """Retention: delete rows received before ``before_ms``; clear raw text before ``raw_before_ms``.
+
+        Works through seq ranges of ``chunk`` rows, one transaction each, so live writes are never
+        held up long. Queued events are kept. Returns how many rows were deleted.
+        """
+        deleted = 0
+        end = await self._last_seq_before(before_ms)
+        start = await self.store.read(lambda c: c.execute("SELECT MIN(seq) FROM chat_events").fetchone()[0])
+        first = (start or 1) - 1
+        for lo in range(first, end, chunk):
+            deleted += await self.store.write(_ranged(_DELETE, lo, min(lo + chunk, end)))
+        end = await self._last_seq_before(raw_before_ms)
+        for lo in range(max(self._raw_cleared, first), end, chunk):
+            await self.store.write(_ranged(_CLEAR_RAW, lo, min(lo + chunk, end)))
+        self._raw_cleared = max(self._raw_cleared, end)
+        return deleted

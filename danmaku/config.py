@@ -76,6 +76,7 @@ class ChatConfig(_Section):
     dedupe_ids: int = Field(100_000, ge=100, le=10_000_000)  # ids remembered for dedupe
     users: int = Field(20_000, ge=100, le=10_000_000)  # viewers remembered for limits and first-time
     retention_days: float = Field(7.0, ge=0, le=3650)  # chat log rows kept (0: forever)
+    raw_days: float = Field(1.0, ge=0, le=3650)  # each row's wire text kept this long (0: forever)
     limits: LimitsConfig = LimitsConfig()
     block: BlockConfig = BlockConfig()
     priority: PriorityConfig = PriorityConfig()

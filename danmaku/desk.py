@@ -1,7 +1,8 @@
 """The chat desk: feeds in, triage, the chat log, and the paced queue the show takes answers from.
 
-Every batch a feed reads is judged (synchronously), written to the chat log with its decisions, and
-only then are its candidates queued and the feed allowed to read on (invariant 7; backpressure). A
+Every batch a feed reads is judged (synchronously) and written to the chat log with its decisions;
+only once that is committed are its candidates queued (invariant 7). A feed may read a bounded number
+of events ahead of the commits, so the writes of many frames share one commit (backpressure beyond). A
 housekeeping task closes gift and greeting gatherings, expires stale candidates and prunes the log.
 The show asks ``next`` for the best candidate when the pacing allows, and reports with ``done``.
 """
@@ -9,9 +10,9 @@ The show asks ``next`` for the best candidate when the pacing allows, and report
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from broadcaster.store import Store, StoreError
@@ -24,12 +25,24 @@ from danmaku.feeds.local import LocalFeed, LocalFeedConfig
 from danmaku.pacer import Pacer, Removed
 from danmaku.triage.candidate import Candidate
 from danmaku.triage.text import TextRules
-from danmaku.triage.triage import Decision, Triage
+from danmaku.triage.triage import Decision, Triage, Verdict
 
 log = logging.getLogger("danmaku.desk")
 
 HOUSEKEEPING_S = 0.5
+MAX_BUFFERED = 5000  # events a feed may read ahead of their commit
 PRUNE_EVERY_S = 3600.0
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Events judged, waiting for their commit before their decisions are acted on."""
+
+    first: int
+    events: Sequence[ChatEvent]
+    verdicts: list[Verdict]
+    ready: list[Candidate]
+    updates: list[tuple[int, str]]
 
 
 def _removal(event: ChatEvent) -> Callable[[Candidate], bool]:
@@ -57,16 +70,23 @@ class ChatDesk:
         self.log = ChatLog(store)
         self.triage = Triage(cfg, rules)
         self.pacer = Pacer(cfg.interval_s, cfg.queue_size, cfg.stale_s)
-        self.feeds: list[Feed] = [create_feed(c, self.accept) for c in feeds if c.enabled]
+        self.feeds: list[Feed] = [
+            create_feed(c, self.accept_logged if c.type == "local" else self.accept)
+            for c in feeds
+            if c.enabled
+        ]
         self.local: LocalFeed | None = next((f for f in self.feeds if isinstance(f, LocalFeed)), None)
         self.log_failures = 0
+        self._buffer: list[_Batch] = []
+        self._buffered = 0
+        self._writing: asyncio.Future[object] | None = None
         self._updates: list[Update] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     def local_feed(self) -> LocalFeed:
         """The local feed (operator comments), added when the config has none."""
         if self.local is None:
-            self.local = LocalFeed(LocalFeedConfig(), self.accept)
+            self.local = LocalFeed(LocalFeedConfig(), self.accept_logged)
             self.feeds.append(self.local)
             if self._tasks:
                 self._tasks.append(asyncio.create_task(self.local.run(), name="feed-local"))
@@ -103,42 +123,73 @@ class ChatDesk:
                 resumed += 1
             else:
                 self._updates.append((row.seq, "dropped", "restart"))
-        await self._flush()
+        await self.settle()
         log.info("chat: resumed %d queued item(s) from before the restart", resumed)
 
     async def accept(self, events: Sequence[ChatEvent]) -> None:
-        """The feeds' sink: judge, log (committed), then queue. Returns when the events are logged."""
+        """The feeds' sink: judge now, write to the chat log, act on the decisions once committed.
+
+        One write is in flight at a time; what is accepted meanwhile goes into the next, so a burst
+        costs one commit per write, not per frame. Returns at once unless ``MAX_BUFFERED`` events
+        wait for a write, then when the current write is committed (backpressure to the feed).
+        """
         triage = self.triage
         first = self.log.reserve(len(events))
         verdicts = [triage.judge(first + i, e) for i, e in enumerate(events)]
-        ready, triage.ready = triage.ready, []
-        updates, triage.updates = triage.updates, []
-        try:
-            await self.log.record(first, events, verdicts)
-        except StoreError as exc:
-            self.log_failures += len(events)
-            log.error("chat: %d event(s) not logged, so not accepted: %s", len(events), exc)
+        self._buffer.append(_Batch(first, events, verdicts, triage.ready, triage.updates))
+        self._buffered += len(events)
+        triage.ready, triage.updates = [], []
+        self._write()
+        while self._buffered > MAX_BUFFERED and self._writing is not None:
+            await asyncio.wait([self._writing])
+
+    async def accept_logged(self, events: Sequence[ChatEvent]) -> None:
+        """``accept``, returning only once the events are committed (the local feed's sink)."""
+        await self.accept(events)
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Wait until everything accepted so far, and every decision, is committed."""
+        while self._writing is not None:
+            await asyncio.wait([self._writing])
+
+    def _write(self) -> None:
+        """Start a write of what is buffered, unless one is in flight (its end starts the next)."""
+        if self._writing is not None or not (self._buffer or self._updates):
             return
-        for event in events:
-            if event.removes is not None:
-                self._removed(self.pacer.remove(_removal(event), "removed_by_platform"))
-        for candidate in ready:
-            self._removed(self.pacer.offer(candidate))
-        self._updates += [(seq, "dropped", reason) for seq, reason in updates]
-        if self._updates:
-            await self._flush()
+        batches, self._buffer, self._buffered = self._buffer, [], 0
+        updates, self._updates = self._updates, []
+        judged = [(b.first, b.events, b.verdicts) for b in batches]
+        writing = asyncio.wrap_future(self.log.write(judged, updates))
+        writing.add_done_callback(lambda done: self._written(done, batches, len(updates)))
+        self._writing = writing
+
+    def _written(self, done: asyncio.Future[object], batches: list[_Batch], updates: int) -> None:
+        """Act on a committed write's batches, in the order they were accepted; start the next."""
+        self._writing = None
+        error = done.exception()
+        if error is not None:
+            lost = sum(len(b.events) for b in batches)
+            self.log_failures += lost + updates
+            log.error(
+                "chat: %d event(s) and %d decision(s) not logged (events not accepted): %s",
+                lost,
+                updates,
+                error,
+            )
+            batches = []
+        for batch in batches:
+            for event in batch.events:
+                if event.removes is not None:
+                    self._removed(self.pacer.remove(_removal(event), "removed_by_platform"))
+            for candidate in batch.ready:
+                self._removed(self.pacer.offer(candidate))
+            self._updates += [(seq, "dropped", reason) for seq, reason in batch.updates]
+        self._write()
 
     def _removed(self, removed: list[Removed]) -> None:
         for candidate, reason in removed:
             self._updates += [(seq, "dropped", reason) for seq, _ in candidate.events]
-
-    async def _flush(self) -> None:
-        updates, self._updates = self._updates, []
-        try:
-            await self.log.decide(updates, now_ms())
-        except StoreError as exc:
-            self.log_failures += len(updates)
-            log.error("chat: %d decision(s) not logged: %s", len(updates), exc)
 
     async def _housekeeping(self) -> None:
         since_prune = PRUNE_EVERY_S
@@ -152,28 +203,37 @@ class ChatDesk:
                 self._removed(self.pacer.offer(candidate))
             self._removed(self.pacer.expire())
             if self._updates:
-                await self._flush()
+                self._write()
             since_prune += HOUSEKEEPING_S
-            if self.cfg.retention_days and since_prune >= PRUNE_EVERY_S:
+            if since_prune >= PRUNE_EVERY_S and (self.cfg.retention_days or self.cfg.raw_days):
                 since_prune = 0.0
-                with contextlib.suppress(StoreError):
-                    pruned = await self.log.prune(now_ms() - int(self.cfg.retention_days * 86_400_000))
-                    if pruned:
-                        log.info("chat: pruned %d event(s) past chat.retention_days", pruned)
+                await self._prune()
+
+    async def _prune(self) -> None:
+        now = now_ms()
+        keep = self.cfg.retention_days or 1e6
+        keep_raw = min(self.cfg.raw_days or keep, keep)
+        try:
+            pruned = await self.log.prune(now - int(keep * 86_400_000), now - int(keep_raw * 86_400_000))
+        except StoreError as exc:
+            log.error("chat: pruning the chat log failed: %s", exc)
+            return
+        if pruned:
+            log.info("chat: pruned %d event(s) past chat.retention_days", pruned)
 
     async def next(self) -> Candidate:
         """The next thing the chat lane should say, when the pacing allows (best candidate first)."""
         candidate = await self.pacer.next(self._removed)
         if self._updates:
-            await self._flush()
+            self._write()
         return candidate
 
-    async def done(self, candidate: Candidate, said: bool, reason: str = "") -> None:
-        """Record how a candidate ended: said on air, or dropped with ``reason``."""
+    def done(self, candidate: Candidate, said: bool, reason: str = "") -> None:
+        """Record how a candidate ended: said on air, or dropped with ``reason`` (written in order)."""
         decision: Decision = "answered" if said else "dropped"
         why = candidate.kind if said else reason
         self._updates += [(seq, decision, why) for seq, _ in candidate.events]
-        await self._flush()
+        self._write()
 
     def stats(self) -> dict[str, Any]:
         """Feeds, decisions and the queue, for the status line and the run summary."""
@@ -190,5 +250,4 @@ class ChatDesk:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self._updates:
-            await self._flush()
+        await self.settle()

@@ -33,7 +33,8 @@ async def test_a_comment_is_logged_queued_answered(tmp_path: Path) -> None:
     await local.submit("bob", "666")
     candidate = await asyncio.wait_for(d.next(), 2)
     assert candidate.event.id == event.id and candidate.kind == "answer"
-    await d.done(candidate, True)
+    d.done(candidate, True)
+    await d.settle()
     logged = await decisions(store)
     assert logged["这个茶多少钱？"] == ("answered", "answer")
     assert logged["666"] == ("dropped", "chatter")
@@ -57,6 +58,7 @@ async def test_a_platform_moderator_removal_takes_queued_comments_out(tmp_path: 
     await d.accept([chat("m3", "bob", "how much is it?")])
     await d.accept([ChatEvent("c1", "twitch", "system", now, User("", ""), removes="user:troll")])
     await d.accept([ChatEvent("c2", "twitch", "system", now, User("", ""), removes="m3")])
+    await d.settle()
     assert [c.event.id for c in d.pacer.items()] == ["m2"]
     logged = await decisions(store)
     assert logged["what is this scam?"] == ("dropped", "removed_by_platform")
@@ -78,6 +80,7 @@ async def test_a_restart_resumes_what_was_queued(tmp_path: Path) -> None:
             ChatEvent("o", "bilibili", "chat", old, User("2", "b"), "多少钱呀", received_at=old),
         ]
     )
+    await d.settle()
     await d.close()
     store.close()  # the process stops with both queued
 
@@ -102,7 +105,7 @@ async def test_events_that_cannot_be_logged_are_not_accepted(tmp_path: Path) -> 
     store = Store(tmp_path / "s.sqlite3")
     d = desk(store)
     store.close()
-    await d.accept([ChatEvent("x", "local", "chat", 0, User("1", "a"), "多少钱")])
+    await d.accept_logged([ChatEvent("x", "local", "chat", 0, User("1", "a"), "多少钱")])
     assert d.log_failures == 1
     assert len(d.pacer) == 0
 
@@ -115,10 +118,30 @@ async def test_gift_thanks_come_out_of_housekeeping(tmp_path: Path) -> None:
     gift = ChatEvent(
         "g1", "bilibili", "gift", now, User("9", "fan"), gift=Gift("花", 10, 2.0), received_at=now
     )
-    await d.accept([gift])
+    await d.accept_logged([gift])
     candidate = await asyncio.wait_for(d.next(), 3)
     assert candidate.kind == "thanks" and candidate.value == 2.0
-    await d.done(candidate, False, "interrupted")
+    d.done(candidate, False, "interrupted")
+    await d.settle()
     assert (await decisions(store))["g1"] == ("dropped", "interrupted")
     await d.close()
+    store.close()
+
+
+async def test_retention_deletes_old_rows_and_clears_old_wire_text(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    d = desk(store)
+    day = 86_400_000
+    now = now_ms()
+
+    def at(age_days: float, n: int) -> ChatEvent:
+        t = now - int(age_days * day)
+        return ChatEvent(f"m{n}", "bilibili", "like", t, User("1", "a"), raw=f"raw{n}", received_at=t)
+
+    await d.accept_logged([at(9, 1), at(8, 2), at(3, 3), at(0.5, 4)])
+    log = ChatLog(store)
+    deleted = await log.prune(now - 7 * day, now - 1 * day, chunk=1)
+    assert deleted == 2
+    rows = {r.event.id: r.event.raw for r in await log.recent()}
+    assert rows == {"m3": "", "m4": "raw4"}
     store.close()
