@@ -71,7 +71,7 @@ class SilentProxy:
         ]
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
             await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
             if frozen.is_set():
@@ -84,7 +84,7 @@ class SilentProxy:
                 w.close()
                 with contextlib.suppress(Exception):
                     await w.wait_closed()
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
 
     @staticmethod
     async def _pipe(

@@ -30,6 +30,10 @@ from websockets.exceptions import InvalidHandshake, WebSocketException
 from danmaku.events import ChatEvent
 
 log = logging.getLogger("danmaku.feed")
+# the websockets library logs every frame at DEBUG, secrets (a PASS line, an auth body) included:
+# its records go to a logger of their own that never says more than INFO
+WIRE_LOG = logging.getLogger("danmaku.feed.wire")
+WIRE_LOG.setLevel(logging.INFO)
 
 Sink = Callable[[Sequence[ChatEvent]], Awaitable[None]]
 State = Literal["idle", "connecting", "live", "backoff", "failed", "closed"]
@@ -127,6 +131,7 @@ class SocketFeed(Feed):
         super().__init__(cfg, sink)
         self._outbox: list[str | bytes] = []
         self._connected_at = 0.0
+        self._ending = ""
 
     # -- the protocol's hooks -------------------------------------------------------------------------
 
@@ -156,6 +161,14 @@ class SocketFeed(Feed):
     def reset(self) -> None:
         """Forget per-connection state before a new connection (override to clear more)."""
         self._outbox.clear()
+        self._ending = ""
+
+    def end_session(self, why: str) -> None:
+        """End the session once the current frame's events are delivered; then reconnect as usual.
+
+        For a server that asks its clients to reconnect.
+        """
+        self._ending = why
 
     async def run(self) -> None:
         """Connect, read, and reconnect after every failure with a capped, jittered backoff."""
@@ -204,8 +217,10 @@ class SocketFeed(Feed):
             max_size=MAX_FRAME_BYTES,
             max_queue=64,
             user_agent_header=None,
+            logger=WIRE_LOG,
         ) as ws:
-            await asyncio.wait_for(self.open(ws), self.cfg.open_timeout_s)
+            async with asyncio.timeout(self.cfg.open_timeout_s):
+                await self.open(ws)
             await self._flush(ws)
             self.stats.state = "live"
             self.stats.connects += 1
@@ -228,6 +243,8 @@ class SocketFeed(Feed):
             except GarbageFrame as exc:
                 self._garbage(frame, str(exc))
                 continue
+            except FeedError:
+                raise
             except Exception as exc:
                 self._garbage(frame, f"{type(exc).__name__}: {exc}")
                 continue
@@ -235,6 +252,8 @@ class SocketFeed(Feed):
                 await self._flush(ws)
             if events:
                 await self.deliver(events)
+            if self._ending:
+                raise FeedError(self._ending)
 
     async def _next_frame(self, ws: ClientConnection) -> str | bytes:
         """The next frame, proving a quiet connection alive.
@@ -246,7 +265,10 @@ class SocketFeed(Feed):
         pong: Awaitable[float] | None = None
         while True:
             try:
-                return await asyncio.wait_for(ws.recv(), half)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel that arrives
+                # together with a frame, and a busy feed could then never be stopped
+                async with asyncio.timeout(half):
+                    return await ws.recv()
             except TimeoutError:
                 if pong is not None and not _done(pong):
                     self.stats.silent_timeouts += 1
