@@ -389,7 +389,7 @@ def _describe(error: dict[str, Any]) -> str:
     key = ".".join(str(p) for i, p in enumerate(loc) if not (i == 2 and p in _UNION_TAGS))
     value = error.get("input")
     shown = "(missing)" if error["type"] == "missing" else repr(value)
-    allowed = error["msg"]
+    allowed = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         allowed = "unknown key"
     elif error["type"] == "literal_error":

@@ -15,6 +15,7 @@ optionally ``heartbeat`` (sent every ``heartbeat_s``).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -23,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, WebSocketException
@@ -84,6 +86,17 @@ class FeedStats:
     def as_dict(self) -> dict[str, Any]:
         """A plain dict."""
         return vars(self).copy()
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON with orjson (a third of the standard library's time on chat messages).
+
+    Falls back to ``json`` for what orjson refuses (integers past 64 bits, NaN); raises ValueError.
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def backoff_delay(
@@ -241,12 +254,12 @@ class SocketFeed(Feed):
             try:
                 events = self.handle(frame)
             except GarbageFrame as exc:
-                self._garbage(frame, str(exc))
+                self.garbage(frame, str(exc))
                 continue
             except FeedError:
                 raise
             except Exception as exc:
-                self._garbage(frame, f"{type(exc).__name__}: {exc}")
+                self.garbage(frame, f"{type(exc).__name__}: {exc}")
                 continue
             if self._outbox:
                 await self._flush(ws)
@@ -289,7 +302,8 @@ class SocketFeed(Feed):
                 await ws.send(frame)
             await asyncio.sleep(self.heartbeat_s)
 
-    def _garbage(self, frame: str | bytes, why: str) -> None:
+    def garbage(self, frame: str | bytes, why: str) -> None:
+        """Count and skip an unreadable frame or message (logged: the first few, then every 100th)."""
         self.stats.garbage += 1
         n = self.stats.garbage
         if n <= 5 or n % self.GARBAGE_LOG_EVERY == 0:

@@ -29,7 +29,7 @@ from typing import Any, Literal, cast
 from pydantic import Field, field_validator, model_validator
 
 from danmaku.events import ChatEvent, Gift, Kind, User, derived_id, now_ms
-from danmaku.feeds.base import FeedConfig, GarbageFrame, Sink, SocketFeed
+from danmaku.feeds.base import FeedConfig, GarbageFrame, Sink, SocketFeed, loads
 from danmaku.feeds.json_presets import IGNORE, JsonMapping, Path, Preset, Steps, compile_path, resolve
 
 __all__ = ["JsonFeed", "JsonFeedConfig", "JsonReader"]
@@ -86,7 +86,7 @@ class JsonFeed(SocketFeed):
         """One frame into events; unreadable messages inside a batch are counted as garbage."""
         events, skipped = self.reader.read(frame)
         for why in skipped:
-            self._garbage(frame, why)
+            self.garbage(frame, why)
         return events
 
     def reset(self) -> None:
@@ -138,7 +138,7 @@ class JsonReader:
         single message of the wrong shape).
         """
         try:
-            doc = json.loads(frame)
+            doc = loads(frame)
         except (ValueError, RecursionError) as exc:
             raise GarbageFrame(f"not JSON: {exc}") from None
         received = now_ms() if received_at is None else received_at
@@ -337,7 +337,7 @@ def _decode_inner(doc: dict[str, Any], path: Path) -> None:
             continue
         if isinstance(value, str):
             try:
-                value = parent[slot] = json.loads(value)
+                value = parent[slot] = loads(value)
             except ValueError as exc:
                 raise GarbageFrame(f"the JSON in a string is broken: {exc}") from None
         if not isinstance(value, (dict, list)):

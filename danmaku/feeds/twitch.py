@@ -173,7 +173,7 @@ class TwitchFeed(SocketFeed):
             try:
                 early.extend(self.handle(frame))
             except GarbageFrame as exc:
-                self._garbage(frame, str(exc))
+                self.garbage(frame, str(exc))
         if early:
             await self.deliver(early)
 
@@ -201,7 +201,7 @@ class TwitchFeed(SocketFeed):
                 handler = self._handlers.get(msg.command)
                 event = handler(msg, line) if handler is not None else None
             except (MalformedLine, ValueError) as exc:
-                self._garbage(line, str(exc))
+                self.garbage(line, str(exc))
                 continue
             if event is not None:
                 events.append(event)
