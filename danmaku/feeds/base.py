@@ -7,7 +7,8 @@ keep (backpressure reaches the server through TCP) and nothing acknowledged can 
 ``SocketFeed`` owns the connection: it reconnects with capped exponential backoff and jitter, treats a
 connection that has said nothing for ``liveness_s`` as dead (a half-open TCP connection never errors),
 and survives garbage: a frame the protocol cannot read is logged (the first few, then every 100th),
-counted and skipped. A protocol module implements three hooks: ``open`` (handshake and auth),
+counted and skipped. A protocol module implements ``url`` and three hooks (``prepare``, before each
+connection, may fetch what the URL or the auth needs): ``open`` (handshake and auth),
 ``handle`` (one frame into events; outgoing frames it needs, such as a PONG, go to ``send``) and
 optionally ``heartbeat`` (sent every ``heartbeat_s``).
 """
@@ -148,6 +149,9 @@ class SocketFeed(Feed):
 
     # -- the protocol's hooks -------------------------------------------------------------------------
 
+    async def prepare(self) -> None:
+        """Before each connection, what must be fetched first (a short-lived key); default: nothing."""
+
     @abstractmethod
     def url(self) -> str:
         """The WebSocket URL to connect to (may change between attempts, e.g. a host list)."""
@@ -222,6 +226,8 @@ class SocketFeed(Feed):
 
     async def _session(self) -> None:
         self.reset()
+        async with asyncio.timeout(self.cfg.open_timeout_s):
+            await self.prepare()
         async with connect(
             self.url(),
             open_timeout=self.cfg.open_timeout_s,
