@@ -10,6 +10,7 @@ from websockets.asyncio.server import ServerConnection
 
 from danmaku.events import ChatEvent, User
 from danmaku.feeds.base import FeedConfig, GarbageFrame, SocketFeed, backoff_delay
+from tests.feeds import Collector
 from tests.ws_servers import SilentProxy, serve_ws
 
 
@@ -36,22 +37,6 @@ class EchoFeed(SocketFeed):
             return [ChatEvent(str(msg["id"]), "echo", "chat", 0, User("u", "u"), msg["text"])]
         except (ValueError, KeyError, TypeError) as exc:
             raise GarbageFrame(str(exc)) from exc
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.events: list[ChatEvent] = []
-        self.arrived = asyncio.Event()
-
-    async def __call__(self, events: Sequence[ChatEvent]) -> None:
-        self.events.extend(events)
-        self.arrived.set()
-
-    async def wait_for(self, count: int, timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.events) < count:
-                self.arrived.clear()
-                await self.arrived.wait()
 
 
 def config(url: str, **extra: object) -> EchoConfig:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from danmaku.events import ChatEvent, derived_id
 from danmaku.feeds import bilibili_packet as wire
-from danmaku.feeds.base import GarbageFrame
+from danmaku.feeds.base import FeedAuthError, GarbageFrame
 from danmaku.feeds.bilibili import BilibiliFeed, BilibiliFeedConfig
 from tests.bilibili_server import (
     KEY,
@@ -28,8 +28,9 @@ from tests.bilibili_server import (
     id_str,
     send_gift,
 )
+from tests.feeds import Collector
+from tests.feeds import running as running_feed
 from tests.http_servers import serve
-from tests.test_feed_base import Collector
 from tests.ws_servers import SilentProxy
 
 # -- the codec ----------------------------------------------------------------------------------------
@@ -351,13 +352,8 @@ def config(url: str, **extra: Any) -> BilibiliFeedConfig:
 @asynccontextmanager
 async def running(cfg: BilibiliFeedConfig) -> AsyncIterator[tuple[BilibiliFeed, Collector]]:
     sink = Collector()
-    f = BilibiliFeed(cfg, sink)
-    task = asyncio.create_task(f.run())
-    try:
+    async with running_feed(BilibiliFeed(cfg, sink)) as f:
         yield f, sink
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     assert f.stats.state == "closed"
 
 
@@ -509,13 +505,10 @@ async def test_the_open_platform_sends_its_auth_body_verbatim(monkeypatch: pytes
 
 
 async def test_a_missing_open_platform_auth_body_is_an_auth_failure() -> None:
-    async with BilibiliServer() as server:
-        cfg = config(server.url, auth_body_env="TEST_BILI_AUTH_UNSET", room_id=0)
-        async with running(cfg) as (f, _), asyncio.timeout(10):
-            while f.stats.auth_failures < 2:  # refused before connecting: nothing to wait on but the count
-                await asyncio.sleep(0.01)
-    assert server.attempts == 0 and server.auths == []
-    assert "TEST_BILI_AUTH_UNSET" in f.stats.last_error
+    cfg = config("ws://127.0.0.1:9/sub", auth_body_env="TEST_BILI_AUTH_UNSET", room_id=0)
+    feed = BilibiliFeed(cfg, Collector())
+    with pytest.raises(FeedAuthError, match="TEST_BILI_AUTH_UNSET"):
+        await feed.prepare()  # refused before any connection (run() counts it as an auth failure)
 
 
 async def test_one_cancel_stops_the_feed_even_as_a_frame_arrives() -> None:

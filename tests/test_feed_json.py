@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -13,6 +11,7 @@ from danmaku.events import ChatEvent, derived_id
 from danmaku.feeds.base import GarbageFrame
 from danmaku.feeds.json_presets import JsonMapping, compile_path
 from danmaku.feeds.json_relay import JsonFeed, JsonFeedConfig, JsonReader
+from tests.feeds import Collector, running
 from tests.json_relay_server import (
     JsonRelay,
     barrage_fly_danmu,
@@ -36,7 +35,6 @@ from tests.json_relay_server import (
     douyin_user,
     plain_frame,
 )
-from tests.test_feed_base import Collector
 from tests.ws_servers import SilentProxy
 
 ALICE = douyin_user(111_222_333, "小爱", fans_level=7, club="铁粉团")
@@ -69,16 +67,6 @@ def who(event: ChatEvent) -> tuple[str, str, int, tuple[str, ...]]:
 def gift(event: ChatEvent) -> tuple[str, int, float]:
     assert event.gift is not None
     return event.gift.name, event.gift.count, event.gift.value
-
-
-@asynccontextmanager
-async def running(feed: JsonFeed) -> AsyncIterator[JsonFeed]:
-    task = asyncio.create_task(feed.run())
-    try:
-        yield feed
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 # -- paths -------------------------------------------------------------------------------------------

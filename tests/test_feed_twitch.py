@@ -1,10 +1,7 @@
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 
 import pytest
 from pydantic import ValidationError
@@ -21,6 +18,7 @@ from danmaku.feeds.irc import (
     unescape_tag_value,
 )
 from danmaku.feeds.twitch import TwitchFeed, TwitchFeedConfig
+from tests.feeds import Collector, running
 from tests.twitch_server import (
     ACTION,
     ANNOUNCEMENT,
@@ -47,23 +45,6 @@ from tests.twitch_server import (
 from tests.ws_servers import SilentProxy
 
 
-class Collector:
-    def __init__(self) -> None:
-        self.events: list[ChatEvent] = []
-        self.arrived = asyncio.Event()
-
-    async def __call__(self, events: Sequence[ChatEvent]) -> None:
-        self.events.extend(events)
-        self.arrived.set()
-
-    async def wait_for(self, count: int, timeout: float = 10.0) -> list[ChatEvent]:
-        async with asyncio.timeout(timeout):
-            while len(self.events) < count:
-                self.arrived.clear()
-                await self.arrived.wait()
-        return self.events
-
-
 def config(url: str = "ws://127.0.0.1:9", **extra: object) -> TwitchFeedConfig:
     fields: dict[str, object] = {
         "channel": "xyz",
@@ -78,16 +59,6 @@ def config(url: str = "ws://127.0.0.1:9", **extra: object) -> TwitchFeedConfig:
 
 def offline_feed(**extra: object) -> TwitchFeed:
     return TwitchFeed(TwitchFeedConfig.model_validate({"channel": "xyz", **extra}), Collector())
-
-
-@asynccontextmanager
-async def running(feed: TwitchFeed) -> AsyncIterator[TwitchFeed]:
-    task = asyncio.create_task(feed.run())
-    try:
-        yield feed
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 # -- the IRC parser ---------------------------------------------------------------------------------
