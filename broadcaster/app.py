@@ -211,12 +211,30 @@ class Broadcaster:
 
     async def _perform(self) -> None:
         """The ``--say`` lines, then the chat lane: the paced chat candidates, one at a time."""
+        warming = None
+        if self.cfg.chat.answer and (self.options.chat or any(f.type != "local" for f in self.cfg.feeds)):
+            # chat is on its way: have the model ready (loaded, prompt read) before the first comment
+            warming = asyncio.create_task(self._warm_llm())
         try:
             await self.show.read(self.options.say)
             for name, text in self.options.chat:
                 await self.desk.local_feed().submit(name, text)
         except Exception:
             log.exception("the --say/--chat items stopped; the program goes on")
+        try:
+            await self._chat_lane()
+        finally:
+            if warming is not None:
+                warming.cancel()
+                await asyncio.gather(warming, return_exceptions=True)
+
+    async def _warm_llm(self) -> None:
+        try:
+            await self.show.start_llm()
+        except Exception as exc:
+            log.error("the LLM did not start (tried again at the first comment): %s", exc)
+
+    async def _chat_lane(self) -> None:
         while True:
             candidate = await self.desk.next()
             try:

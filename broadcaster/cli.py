@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME: TEXT",
-        help="answer a chat message through the LLM, after the --say lines (repeatable)",
+        help="post a comment on the local feed after the --say lines; answered in turn (repeatable)",
     )
 
     check = sub.add_parser("check-config", help="validate the config; exit 2 naming the offending key")

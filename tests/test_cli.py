@@ -76,7 +76,7 @@ def test_lines_and_chat_replies_are_spoken_on_the_program(avatar_root: Path, tmp
     done = finish(
         start(
             avatar_root,
-            *("--for", "12", "--output", str(target)),
+            *("--for", "20", "--output", str(target)),
             *("--set", f'voice.cache.dir="{tmp_path / "tts"}"', "--set", "llm.local_threads=1"),
             *("--say", "欢迎来到直播间！加我微信abc12345领券。西湖龙井今天99.9元一罐。"),
             *("--chat", "amy: What tea is this?"),
@@ -85,7 +85,9 @@ def test_lines_and_chat_replies_are_spoken_on_the_program(avatar_root: Path, tmp
     )
     assert done.code == 0, done.stderr[-3000:]
     summary = done.summary
-    assert summary["host"]["lines"] == 1 and summary["host"]["replies"] == 1, summary["host"]
+    host = summary["host"]
+    assert host["lines"] == 1 and host["replies"] == 1, (host, summary["chat"])
+    assert summary["chat"]["decisions"] == {"question": 1}
     assert summary["llm"]["requests"] == 1 and summary["llm"]["failures"] == 0
     assert summary["voice"]["engines"]["local"]["sentences"] >= 3
     assert summary["voice"]["unspoken"] == 0

@@ -64,6 +64,13 @@ class StatusReporter:
                 f"show replies={host['replies']} lines={host['lines']} blocked={host['blocked_sentences']}"
                 f" tts_fallbacks={voice['fallbacks']} unspoken={voice['unspoken']}"
             )
+            chat = show.get("chat")
+            if chat is not None:
+                feeds = " ".join(
+                    f"{name}={f['state']}/{f['events']}ev/{f['garbage']}bad"
+                    for name, f in chat["feeds"].items()
+                )
+                parts.append(f"chat queued={chat['queued']} {feeds}".rstrip())
         if self.encoder is not None:
             parts.append(f"encoder q={self.encoder.queued} drop={self.encoder.stats.dropped}")
         parts.extend(o.status() for o in self.outputs)

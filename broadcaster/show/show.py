@@ -7,6 +7,7 @@ never loads a model.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -64,11 +65,24 @@ class Show:
         self.persona = Persona(cfg.persona, self.catalog.grounding())
         self.host = Host(self.speaker, self.safety, cfg.voice.split, self.persona)
         self._server: LocalLlmServer | None = None
+        self._llm_start: asyncio.Future[None] | None = None
 
     async def start_llm(self) -> None:
-        """Connect the LLM: the configured endpoint, or the bundled local model when none is set."""
-        if self.host.llm is not None:
-            return
+        """Connect the LLM: the configured endpoint, or the bundled local model when none is set.
+
+        Callers at once share one start; after a failure the next call tries again.
+        """
+        if self._llm_start is None:
+            self._llm_start = asyncio.ensure_future(self._start_llm())
+        start = self._llm_start
+        try:
+            await asyncio.shield(start)
+        except Exception:
+            if self._llm_start is start:
+                self._llm_start = None  # the next caller tries again
+            raise
+
+    async def _start_llm(self) -> None:
         base_url = self.cfg.llm.base_url
         model = None
         if not base_url:
@@ -118,6 +132,9 @@ class Show:
     async def close(self) -> None:
         """Stop the model server and close every engine's and client's connections."""
         self.host.interrupt()
+        if self._llm_start is not None and not self._llm_start.done():
+            self._llm_start.cancel()
+            await asyncio.gather(self._llm_start, return_exceptions=True)
         if self.host.llm is not None:
             await self.host.llm.aclose()
         if self._server is not None:
