@@ -117,9 +117,7 @@ class ChatDesk:
                 self._removed(self.pacer.offer(candidate))
                 resumed += 1
             elif event.kind == "gift":
-                self.triage._gathered(
-                    self.triage.thanks.add(row.seq, event, f"{event.platform}\x1f{event.user.id}")
-                )
+                self.triage.resume_gift(row.seq, event)
                 resumed += 1
             else:
                 self._updates.append((row.seq, "dropped", "restart"))
@@ -150,6 +148,7 @@ class ChatDesk:
 
     async def settle(self) -> None:
         """Wait until everything accepted so far, and every decision, is committed."""
+        self._write()
         while self._writing is not None:
             await asyncio.wait([self._writing])
 
@@ -195,19 +194,25 @@ class ChatDesk:
         since_prune = PRUNE_EVERY_S
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)
-            self.triage.due(now_ms())
-            ready, self.triage.ready = self.triage.ready, []
-            self._updates += [(seq, "dropped", reason) for seq, reason in self.triage.updates]
-            self.triage.updates = []
-            for candidate in ready:
-                self._removed(self.pacer.offer(candidate))
-            self._removed(self.pacer.expire())
-            if self._updates:
-                self._write()
-            since_prune += HOUSEKEEPING_S
-            if since_prune >= PRUNE_EVERY_S and (self.cfg.retention_days or self.cfg.raw_days):
-                since_prune = 0.0
-                await self._prune()
+            try:
+                self._tidy()
+                since_prune += HOUSEKEEPING_S
+                if since_prune >= PRUNE_EVERY_S and (self.cfg.retention_days or self.cfg.raw_days):
+                    since_prune = 0.0
+                    await self._prune()
+            except Exception:
+                log.exception("chat: housekeeping failed; trying again in %.1f s", HOUSEKEEPING_S)
+
+    def _tidy(self) -> None:
+        """Close the gatherings that are due, expire stale candidates, write the decisions."""
+        self.triage.due(now_ms())
+        ready, self.triage.ready = self.triage.ready, []
+        self._updates += [(seq, "dropped", reason) for seq, reason in self.triage.updates]
+        self.triage.updates = []
+        for candidate in ready:
+            self._removed(self.pacer.offer(candidate))
+        self._removed(self.pacer.expire())
+        self._write()
 
     async def _prune(self) -> None:
         now = now_ms()

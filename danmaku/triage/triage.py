@@ -144,6 +144,11 @@ class Triage:
                 self.updates.append(item)
                 self.reasons[item[1]] += 1
 
+    def resume_gift(self, seq: int, event: ChatEvent) -> None:
+        """Gather a gift logged as queued before a restart (its thank-you is still owed)."""
+        self.ids.seen(f"{event.platform}\x1f{event.id}")
+        self._gathered(self.thanks.add(seq, event, f"{event.platform}\x1f{event.user.id}"))
+
     def due(self, now: int) -> None:
         """Close the gift and greeting gatherings that are due (into ``ready`` and ``updates``)."""
         if self.cfg.thanks.enabled:
