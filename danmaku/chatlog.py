@@ -85,15 +85,25 @@ class LoggedEvent:
         }
 
 
+MAX_TEXT = 2_000  # characters of a comment's text kept in the log (triage drops long ones anyway)
+MAX_RAW = 65_536  # characters of its wire text
+_I64 = (-(2**63), 2**63 - 1)
+
+
+def _i64(value: int) -> int:
+    """An integer SQLite can store: a hostile 30-digit "count" must not fail the batch it came in."""
+    return value if _I64[0] <= value <= _I64[1] else _I64[value > 0]
+
+
 def _row(seq: int, e: ChatEvent, v: Verdict) -> tuple[object, ...]:
     g = e.gift
     u = e.user
     return (
-        seq, e.id, e.platform, e.feed, e.kind, e.ts, e.received_at, u.id, u.name,
-        ",".join(u.roles), u.level, e.text,
-        None if g is None else g.name, None if g is None else g.count,
+        seq, e.id[:200], e.platform, e.feed, e.kind, _i64(e.ts), e.received_at, u.id[:200], u.name[:200],
+        ",".join(u.roles), _i64(u.level), e.text[:MAX_TEXT],
+        None if g is None else g.name[:200], None if g is None else _i64(g.count),
         None if g is None else g.value, None if g is None else g.currency,
-        e.removes, e.raw, v.decision, v.reason, v.priority, e.received_at,
+        e.removes, e.raw[:MAX_RAW], v.decision, v.reason, v.priority, e.received_at,
     )  # fmt: skip
 
 

@@ -145,3 +145,20 @@ async def test_retention_deletes_old_rows_and_clears_old_wire_text(tmp_path: Pat
     rows = {r.event.id: r.event.raw for r in await log.recent()}
     assert rows == {"m3": "", "m4": "raw4"}
     store.close()
+
+
+async def test_hostile_values_are_logged_without_failing_their_batch(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    d = desk(store)
+    now = now_ms()
+    huge = ChatEvent(
+        "h", "json", "gift", 10**30, User("1", "x" * 10_000, level=-(10**40)), "y" * 100_000,
+        Gift("g", 10**25, 1.0), raw="z" * 1_000_000, received_at=now,
+    )  # fmt: skip
+    fine = ChatEvent("f", "json", "chat", now, User("2", "amy"), "多少钱？", received_at=now)
+    await d.accept_logged([huge, fine])
+    assert d.log_failures == 0
+    rows = {r.event.id: r.event for r in await ChatLog(store).recent()}
+    assert set(rows) == {"h", "f"}
+    assert rows["h"].ts == 2**63 - 1 and rows["h"].user.level == -(2**63) and len(rows["h"].raw) == 65_536
+    store.close()
