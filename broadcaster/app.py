@@ -107,7 +107,11 @@ class Broadcaster:
             self.store = Store(cfg.resolve(cfg.store.path), cfg.store.synchronous)
         except StoreError as exc:
             raise ConfigError(f"store.path = {str(cfg.store.path)!r}: {exc}") from exc
-        self.desk = build_desk(cfg, self.show, self.store)
+        try:
+            self.desk = build_desk(cfg, self.show, self.store)
+        except BaseException:
+            self.store.close()
+            raise
         self.options = options
         for wav in options.play_wav:
             pcm = read_audio(wav, self.timing.sample_rate)
@@ -204,8 +208,8 @@ class Broadcaster:
         finally:
             for task in (reporter, performing):
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # whatever a task died of (logged by it), the outputs, the model and the store still close
+            await asyncio.gather(reporter, performing, return_exceptions=True)
             await self._shutdown()
         return self.status.summary()
 
@@ -236,7 +240,12 @@ class Broadcaster:
 
     async def _chat_lane(self) -> None:
         while True:
-            candidate = await self.desk.next()
+            try:
+                candidate = await self.desk.next()
+            except Exception:
+                log.exception("the chat queue failed; trying again in a second")
+                await asyncio.sleep(1.0)
+                continue
             try:
                 why_not = await self.show.answer(candidate, self.cfg.chat)
             except Exception:

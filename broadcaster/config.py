@@ -383,12 +383,22 @@ def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
 _UNION_TAGS = frozenset(("rtmp", "record", "local", "json", "bilibili", "twitch"))
 
 
+_SECRET = re.compile(r"token|auth|cookie|key|secret|password", re.IGNORECASE)
+
+
+def _shown(key: str, value: Any) -> str:
+    """A value for an error message, with secrets (tokens, auth bodies, cookies) masked."""
+    if isinstance(value, dict):
+        return repr({k: "***" if _SECRET.search(str(k)) else v for k, v in value.items()})
+    return "***" if _SECRET.search(key.rsplit(".", 1)[-1]) and value else repr(value)
+
+
 def _describe(error: dict[str, Any]) -> str:
     loc = error["loc"]
     # the discriminated unions ([[outputs]], [[feeds]]) put the type in the path: leave it out
     key = ".".join(str(p) for i, p in enumerate(loc) if not (i == 2 and p in _UNION_TAGS))
     value = error.get("input")
-    shown = "(missing)" if error["type"] == "missing" else repr(value)
+    shown = "(missing)" if error["type"] == "missing" else _shown(key, value)
     allowed = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         allowed = "unknown key"

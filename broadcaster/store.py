@@ -113,6 +113,12 @@ class Store:
             self._run(batch)
 
     def _run(self, batch: list[_Item]) -> None:
+        # a caller that stopped waiting (its task cancelled) cancelled its future: skip that job
+        batch = [(job, future) for job, future in batch if future.set_running_or_notify_cancel()]
+        if batch:
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Item]) -> None:
         conn = self._writer
         results: list[tuple[concurrent.futures.Future[Any], Any]] = []
         try:
@@ -121,12 +127,15 @@ class Store:
                 results.append((future, job(conn)))
             conn.execute("COMMIT")
         except Exception as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error as rollback:
+                log.error("store %s: rollback failed: %s", self.path, rollback)
             if len(batch) > 1:
                 # one bad job must not fail the others: run each alone
                 for item in batch:
-                    self._run([item])
+                    self._commit([item])
                 return
             self.failures += 1
             log.error("store %s: write failed: %s", self.path, exc)

@@ -8,6 +8,7 @@ dashboard; ``pending`` gives back what was queued when the process stopped, so a
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -90,27 +91,47 @@ MAX_RAW = 65_536  # characters of its wire text
 _I64 = (-(2**63), 2**63 - 1)
 
 
-def _i64(value: int) -> int:
-    """An integer SQLite can store: a hostile 30-digit "count" must not fail the batch it came in."""
-    return value if _I64[0] <= value <= _I64[1] else _I64[value > 0]
+def _int(value: object) -> int:
+    """An integer SQLite can store: a hostile 30-digit "count" must not fail the write it came in."""
+    try:
+        number = value if type(value) is int else int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return number if _I64[0] <= number <= _I64[1] else _I64[number > 0]
+
+
+def _str(value: object, limit: int = 200) -> str:
+    return value[:limit] if type(value) is str else str(value)[:limit]
+
+
+def _real(value: object) -> float:
+    return (
+        value
+        if type(value) is float and math.isfinite(value)
+        else 0.0
+        if type(value) is float
+        else _int(value)
+    )
 
 
 def _row(seq: int, e: ChatEvent, v: Verdict) -> tuple[object, ...]:
+    """The row of one event: every value made storable (feeds build events from untrusted JSON)."""
     g = e.gift
     u = e.user
     return (
-        seq, e.id[:200], e.platform, e.feed, e.kind, _i64(e.ts), e.received_at, u.id[:200], u.name[:200],
-        ",".join(u.roles), _i64(u.level), e.text[:MAX_TEXT],
-        None if g is None else g.name[:200], None if g is None else _i64(g.count),
-        None if g is None else g.value, None if g is None else g.currency,
-        e.removes, e.raw[:MAX_RAW], v.decision, v.reason, v.priority, e.received_at,
+        seq, _str(e.id), _str(e.platform), e.feed, e.kind, _int(e.ts), e.received_at,
+        _str(u.id), _str(u.name), ",".join(map(_str, u.roles)), _int(u.level), _str(e.text, MAX_TEXT),
+        None if g is None else _str(g.name), None if g is None else _int(g.count),
+        None if g is None else _real(g.value), None if g is None else _str(g.currency, 8),
+        None if e.removes is None else _str(e.removes), _str(e.raw, MAX_RAW),
+        v.decision, v.reason, v.priority, e.received_at,
     )  # fmt: skip
 
 
 def _logged(row: sqlite3.Row | tuple[Any, ...]) -> LoggedEvent:
     (seq, id_, platform, feed, kind, ts, received_at, uid, uname, roles, level, text,
      gname, gcount, gvalue, currency, removes, raw, decision, reason, priority, decided_at) = row  # fmt: skip
-    gift = None if gname is None else Gift(gname, gcount, gvalue, currency)
+    gift = None if gname is None else Gift(gname, gcount or 0, gvalue or 0.0, currency)
     user = User(uid, uname, tuple(r for r in roles.split(",") if r), level)
     event = ChatEvent(id_, platform, kind, ts, user, text, gift, raw, received_at, feed, removes)
     return LoggedEvent(seq, event, decision, reason, priority, decided_at)
@@ -134,27 +155,35 @@ class ChatLog:
 
     def write(
         self, judged: Sequence[tuple[int, Sequence[ChatEvent], Sequence[Verdict]]], updates: Sequence[Update]
-    ) -> Future[object]:
+    ) -> Future[list[int]]:
         """Insert judged events, then apply decision ``updates``, in one transaction.
 
-        ``judged`` holds ``(first_seq, events, verdicts)`` batches. The future resolves after the
-        commit. Rows are built on the store's thread, off the event loop.
+        ``judged`` holds ``(first_seq, events, verdicts)`` batches (one per frame a feed read); each
+        is inserted under its own savepoint, so a batch that cannot be written fails alone. The
+        future resolves after the commit, with the indexes of the batches that failed. Rows are
+        built on the store's thread, off the event loop.
         """
         at_ms = now_ms()
 
-        def job(conn: sqlite3.Connection) -> None:
-            rows = [
-                _row(first + i, e, v)
-                for first, events, verdicts in judged
-                for i, (e, v) in enumerate(zip(events, verdicts, strict=True))
-            ]
-            if rows:
-                conn.executemany(_INSERT, rows)
+        def job(conn: sqlite3.Connection) -> list[int]:
+            failed = []
+            for n, (first, events, verdicts) in enumerate(judged):
+                conn.execute("SAVEPOINT batch")
+                try:
+                    rows = [
+                        _row(first + i, e, v) for i, (e, v) in enumerate(zip(events, verdicts, strict=True))
+                    ]
+                    conn.executemany(_INSERT, rows)
+                except (sqlite3.IntegrityError, sqlite3.InterfaceError, TypeError, ValueError, OverflowError):
+                    conn.execute("ROLLBACK TO batch")
+                    failed.append(n)
+                conn.execute("RELEASE batch")
             if updates:
                 conn.executemany(
                     "UPDATE chat_events SET decision = ?, reason = ?, decided_at = ? WHERE seq = ?",
                     [(decision, reason, at_ms, seq) for seq, decision, reason in updates],
                 )
+            return failed
 
         return self.store.submit(job)
 

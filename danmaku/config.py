@@ -5,7 +5,9 @@ The ``[[feeds]]`` tables are validated by each feed module's own config model (`
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class _Section(BaseModel):
@@ -45,13 +47,27 @@ class PriorityConfig(_Section):
     greeting: int = -100  # welcomes and thanks for following
 
 
+def _template(value: str) -> str:
+    """A line template may use only {name}, {names}, {gifts} and {value}."""
+    try:
+        value.format(name="", names="", gifts="", value="")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"a template may use {{name}}, {{names}}, {{gifts}} and {{value}} only ({exc})"
+        ) from exc
+    return value
+
+
+Template = Annotated[str, AfterValidator(_template)]
+
+
 class ThanksConfig(_Section):
     """`[chat.thanks]`: one thank-you per viewer for the gifts sent within a window."""
 
     enabled: bool = True
     window_s: float = Field(5.0, ge=0, le=300)
     min_value: float = Field(1.0, ge=0)  # in the gift's currency; cheaper gifts are logged, not thanked
-    template: str = "谢谢{name}送的{gifts}！"
+    template: Template = "谢谢{name}送的{gifts}！"
 
 
 class GreetingConfig(_Section):
@@ -60,8 +76,8 @@ class GreetingConfig(_Section):
     enabled: bool = True
     interval_s: float = Field(30.0, ge=0, le=3600)  # at most one greeting of each kind this often
     max_names: int = Field(3, ge=1, le=10)
-    welcome: str = "欢迎{names}来到直播间！"
-    follow: str = "谢谢{names}的关注！"
+    welcome: Template = "欢迎{names}来到直播间！"
+    follow: Template = "谢谢{names}的关注！"
 
 
 class ChatConfig(_Section):

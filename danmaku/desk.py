@@ -31,6 +31,7 @@ log = logging.getLogger("danmaku.desk")
 
 HOUSEKEEPING_S = 0.5
 MAX_BUFFERED = 5000  # events a feed may read ahead of their commit
+MAX_UPDATES = 100_000  # decisions kept for a retry while the chat log cannot be written
 PRUNE_EVERY_S = 3600.0
 
 
@@ -50,14 +51,13 @@ def _removal(event: ChatEvent) -> Callable[[Candidate], bool]:
     target = event.removes or ""
 
     def match(c: Candidate) -> bool:
-        e = c.event
-        if c.kind != "answer" or e.platform != event.platform:
+        if c.event.platform != event.platform:
             return False
-        if target == "*":
-            return True
+        if target == "*":  # the chat was cleared: comments go, thank-yous for gifts stay
+            return c.kind == "answer"
         if target.startswith("user:"):
-            return e.user.id == target[5:]
-        return e.id == target
+            return any(e.user.id == target[5:] for _, e in c.events)
+        return any(e.id == target for _, e in c.events)
 
     return match
 
@@ -79,8 +79,11 @@ class ChatDesk:
         self.log_failures = 0
         self._buffer: list[_Batch] = []
         self._buffered = 0
-        self._writing: asyncio.Future[object] | None = None
+        self._writing: asyncio.Future[list[int]] | None = None
         self._updates: list[Update] = []
+        self._committed = self.log.reserve(0) - 1  # the highest seq whose row is committed
+        self._held: list[Candidate] = []
+        self.judge_errors = 0
         self._tasks: list[asyncio.Task[None]] = []
 
     def local_feed(self) -> LocalFeed:
@@ -133,13 +136,22 @@ class ChatDesk:
         """
         triage = self.triage
         first = self.log.reserve(len(events))
-        verdicts = [triage.judge(first + i, e) for i, e in enumerate(events)]
+        verdicts = [self._judge(first + i, e) for i, e in enumerate(events)]
         self._buffer.append(_Batch(first, events, verdicts, triage.ready, triage.updates))
         self._buffered += len(events)
         triage.ready, triage.updates = [], []
         self._write()
         while self._buffered > MAX_BUFFERED and self._writing is not None:
             await asyncio.wait([self._writing])
+
+    def _judge(self, seq: int, event: ChatEvent) -> Verdict:
+        try:
+            return self.triage.judge(seq, event)
+        except Exception:  # a feed built an event triage cannot read: log it as such, keep the rest
+            self.judge_errors += 1
+            if self.judge_errors <= 5 or self.judge_errors % 100 == 0:
+                log.exception("chat: event %r from %s could not be judged", event.id, event.feed)
+            return Verdict("dropped", "unreadable")
 
     async def accept_logged(self, events: Sequence[ChatEvent]) -> None:
         """``accept``, returning only once the events are committed (the local feed's sink)."""
@@ -160,31 +172,48 @@ class ChatDesk:
         updates, self._updates = self._updates, []
         judged = [(b.first, b.events, b.verdicts) for b in batches]
         writing = asyncio.wrap_future(self.log.write(judged, updates))
-        writing.add_done_callback(lambda done: self._written(done, batches, len(updates)))
+        writing.add_done_callback(lambda done: self._written(done, batches, updates))
         self._writing = writing
 
-    def _written(self, done: asyncio.Future[object], batches: list[_Batch], updates: int) -> None:
+    def _written(self, done: asyncio.Future[list[int]], batches: list[_Batch], updates: list[Update]) -> None:
         """Act on a committed write's batches, in the order they were accepted; start the next."""
         self._writing = None
         error = done.exception()
+        failed = set(range(len(batches))) if error is not None else set(done.result())
         if error is not None:
-            lost = sum(len(b.events) for b in batches)
-            self.log_failures += lost + updates
+            # decisions are safe to write twice: keep them for the next write (a bounded number)
+            self._updates = [*updates, *self._updates][-MAX_UPDATES:]
             log.error(
-                "chat: %d event(s) and %d decision(s) not logged (events not accepted): %s",
-                lost,
-                updates,
-                error,
+                "chat: the chat log write failed; %d decision(s) kept to retry: %s", len(updates), error
             )
-            batches = []
-        for batch in batches:
+        lost: set[int] = set()
+        for n, batch in enumerate(batches):
+            if batch.events:
+                self._committed = max(self._committed, batch.first + len(batch.events) - 1)
+            if n in failed:
+                self.log_failures += len(batch.events)
+                lost.update(range(batch.first, batch.first + len(batch.events)))
+                log.error("chat: %d event(s) not logged, so not accepted", len(batch.events))
+                continue
             for event in batch.events:
                 if event.removes is not None:
                     self._removed(self.pacer.remove(_removal(event), "removed_by_platform"))
             for candidate in batch.ready:
-                self._removed(self.pacer.offer(candidate))
+                self._offer(candidate)
             self._updates += [(seq, "dropped", reason) for seq, reason in batch.updates]
+        if lost:  # a gathered gift or greeting whose row was never written is not acted on
+            self._held = [c for c in self._held if lost.isdisjoint(seq for seq, _ in c.events)]
+        held, self._held = self._held, []
+        for candidate in held:
+            self._offer(candidate)
         self._write()
+
+    def _offer(self, candidate: Candidate) -> None:
+        """Queue a candidate once every event it answers is committed; until then hold it."""
+        if max(seq for seq, _ in candidate.events) > self._committed:
+            self._held.append(candidate)
+        else:
+            self._removed(self.pacer.offer(candidate))
 
     def _removed(self, removed: list[Removed]) -> None:
         for candidate, reason in removed:
@@ -209,8 +238,8 @@ class ChatDesk:
         ready, self.triage.ready = self.triage.ready, []
         self._updates += [(seq, "dropped", reason) for seq, reason in self.triage.updates]
         self.triage.updates = []
-        for candidate in ready:
-            self._removed(self.pacer.offer(candidate))
+        for candidate in ready:  # gathered gifts and greetings: their rows may still be in flight
+            self._offer(candidate)
         self._removed(self.pacer.expire())
         self._write()
 

@@ -13,6 +13,7 @@ names what goes: a message id, ``user:ID`` for everything a user wrote, or ``*``
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Literal, get_args
@@ -45,6 +46,10 @@ class Gift:
     count: int = 1
     value: float = 0.0
     currency: str = "CNY"
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.value):  # "nan" from a hostile frame must not poison the ranking
+            self.value = 0.0
 
 
 @dataclass(slots=True)

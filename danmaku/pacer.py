@@ -108,7 +108,7 @@ class Pacer:
             return None
         top = max(self._buckets)
         bucket = self._buckets[top]
-        best = max(bucket, key=lambda c: c.rank()) if len(bucket) < 64 else bucket[-1]
+        best = max(bucket, key=lambda c: c.rank())  # a few hundred at most, once every few seconds
         if best is bucket[-1]:
             bucket.pop()
         else:

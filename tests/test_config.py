@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,18 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
     cfg = load_config(write(tmp_path, "[avatar]\ndir = 'faces'\n"))
     assert cfg.resolve(cfg.avatar.dir) == tmp_path / "faces"
     assert cfg.resolve("/abs/x.mp4") == Path("/abs/x.mp4")
+
+
+def test_errors_never_show_secrets() -> None:
+    feed = {"type": "bilibili", "room_id": 1, "token": "SECRET-KEY", "auth_body": "{not json"}
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [f"feeds=[{_inline(feed)}]"])
+    assert "SECRET-KEY" not in str(caught.value) and "{not json" not in str(caught.value)
+    assert "feeds.0" in str(caught.value) and "auth_body" in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ['feeds=[{type="twitch", channel="x", token_env=["SECRET-TOO"]}]'])
+    assert "SECRET-TOO" not in str(caught.value)
+
+
+def _inline(table: dict[str, object]) -> str:
+    return "{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in table.items()) + "}"

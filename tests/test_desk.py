@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
+from typing import Any
 
 from broadcaster.store import Store
 from danmaku.chatlog import ChatLog
@@ -161,4 +163,40 @@ async def test_hostile_values_are_logged_without_failing_their_batch(tmp_path: P
     rows = {r.event.id: r.event for r in await ChatLog(store).recent()}
     assert set(rows) == {"h", "f"}
     assert rows["h"].ts == 2**63 - 1 and rows["h"].user.level == -(2**63) and len(rows["h"].raw) == 65_536
+    store.close()
+
+
+async def test_a_batch_that_cannot_be_written_fails_alone(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    d = desk(store)
+    gate = threading.Event()
+    store.submit(lambda c: gate.wait(5))  # the writer is busy: the next batches share one write
+    now = now_ms()
+    good = ChatEvent("ok", "json", "chat", now, User("1", "amy"), "多少钱？", received_at=now)
+    kind: Any = {"not": "a kind"}
+    bad = ChatEvent("bad", "json", kind, now, User("2", "bob"), "hi", received_at=now)
+    await d.accept([good])
+    await d.accept([bad])
+    gate.set()
+    await d.settle()
+    assert d.log_failures == 1
+    assert [r.event.id for r in await ChatLog(store).recent()] == ["ok"]
+    assert [c.event.id for c in d.pacer.items()] == ["ok"]
+    store.close()
+
+
+async def test_a_thank_you_waits_for_its_gifts_to_be_committed(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    d = desk(store, thanks={"window_s": 0, "min_value": 1})
+    gate = threading.Event()
+    store.submit(lambda c: gate.wait(5))
+    await d.accept(
+        [gift_event := ChatEvent("g", "bilibili", "gift", 0, User("9", "fan"), gift=Gift("花", 1, 5.0))]
+    )
+    await d.accept([])  # the first write is in flight behind the gate; the gift waits in the buffer
+    d._tidy()  # the gathering is due at once (window 0)
+    assert len(d.pacer) == 0, "not before its row is committed"
+    gate.set()
+    await d.settle()
+    assert [c.kind for c in d.pacer.items()] == ["thanks"] and d.pacer.items()[0].event is gift_event
     store.close()

@@ -5,6 +5,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,19 @@ def test_a_resolved_write_survives_the_process_being_killed(tmp_path: Path) -> N
     assert done.returncode == -9
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 100
+
+
+async def test_a_write_whose_caller_gave_up_is_skipped_and_the_writer_lives_on(tmp_path: Path) -> None:
+    store = Store(tmp_path / "x.sqlite3")
+    store.ensure(["CREATE TABLE IF NOT EXISTS t (v INTEGER)"])
+    gate = threading.Event()
+    blocker = store.submit(lambda c: gate.wait(5))  # holds the writer while the next job is cancelled
+    waiting = asyncio.create_task(store.write(lambda c: c.execute("INSERT INTO t VALUES (1)")))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    gate.set()
+    blocker.result(5)
+    await store.write(lambda c: c.execute("INSERT INTO t VALUES (2)"))
+    assert await store.read(lambda c: c.execute("SELECT v FROM t").fetchall()) == [(2,)]
+    store.close()
