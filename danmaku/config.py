@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from danmaku.events import Gift
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -66,7 +68,7 @@ class ThanksConfig(_Section):
 
     enabled: bool = True
     window_s: float = Field(5.0, ge=0, le=300)
-    min_value: float = Field(1.0, ge=0)  # in the gift's currency; cheaper gifts are logged, not thanked
+    min_value: float = Field(1.0, ge=0)  # in chat.currency; cheaper gifts are logged, not thanked
     template: Template = "谢谢{name}送的{gifts}！"
 
 
@@ -83,6 +85,14 @@ class GreetingConfig(_Section):
 class ChatConfig(_Section):
     """`[chat]`: triage and pacing of everything the feeds bring in."""
 
+    def worth(self, gift: Gift | None) -> float:
+        """A gift's value in ``currency`` (an unknown currency counts as equal to it)."""
+        if gift is None:
+            return 0.0
+        if gift.currency == self.currency:
+            return gift.value
+        return gift.value * self.exchange.get(gift.currency, 1.0)
+
     answer: bool = True  # answer chat through the LLM (false: log only)
     interval_s: float = Field(8.0, ge=0, le=3600)  # at most one chat answer this often
     queue_size: int = Field(200, ge=1, le=100000)
@@ -91,6 +101,9 @@ class ChatConfig(_Section):
     min_chars: int = Field(2, ge=1, le=100)  # fewer letters (after emotes and "666") is chatter
     dedupe_ids: int = Field(100_000, ge=100, le=10_000_000)  # ids remembered for dedupe
     users: int = Field(20_000, ge=100, le=10_000_000)  # viewers remembered for limits and first-time
+    currency: str = Field("CNY", pattern=r"^[A-Z]{3}$")  # gifts are ranked and thanked in this currency
+    # what one unit of another currency is worth in `currency` (feeds give CNY, USD...)
+    exchange: dict[str, float] = Field(default_factory=lambda: {"USD": 7.1, "EUR": 7.7})
     retention_days: float = Field(7.0, ge=0, le=3650)  # chat log rows kept (0: forever)
     raw_days: float = Field(1.0, ge=0, le=3650)  # each row's wire text kept this long (0: forever)
     limits: LimitsConfig = LimitsConfig()

@@ -114,9 +114,10 @@ class ChatDesk:
             if event.received_at < cutoff:
                 self._updates.append((row.seq, "dropped", "stale"))
             elif event.kind in ("chat", "superchat"):
-                candidate = Candidate("answer", row.priority or 0, [(row.seq, event)], 0.0, event.received_at)
-                if event.gift is not None:
-                    candidate.value = event.gift.value
+                value = self.cfg.worth(event.gift)
+                candidate = Candidate(
+                    "answer", row.priority or 0, [(row.seq, event)], value, event.received_at
+                )
                 self._removed(self.pacer.offer(candidate))
                 resumed += 1
             elif event.kind == "gift":

@@ -208,3 +208,13 @@ def test_candidate_line_cleans_names() -> None:
 def test_limits_config_is_validated() -> None:
     with pytest.raises(ValueError, match="flood_max"):
         LimitsConfig(flood_max=1)
+
+
+def test_gifts_in_other_currencies_are_ranked_and_thanked_in_the_room_currency() -> None:
+    t = triage(currency="CNY", exchange={"USD": 7.0}, thanks={"window_s": 0, "min_value": 5.0})
+    t.judge(1, event("hello there", kind="superchat", gift=Gift("bits", 100, 1.0, "USD"), user="a"))
+    t.judge(2, event("你好呀朋友", kind="superchat", gift=Gift("醒目留言", 1, 5.0, "CNY"), user="b"))
+    assert [c.value for c in t.ready] == [7.0, 5.0]
+    t.judge(3, event(kind="gift", gift=Gift("sub", 1, 0.99, "USD"), user="c"))
+    t.due(T0 + 1)
+    assert t.ready[-1].kind == "thanks" and t.ready[-1].value == pytest.approx(6.93)

@@ -8,10 +8,11 @@ cap is closed early.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from danmaku.config import GreetingConfig, ThanksConfig
-from danmaku.events import ChatEvent
+from danmaku.events import ChatEvent, Gift
 from danmaku.triage.candidate import Candidate, CandidateKind
 
 Dropped = tuple[int, str]  # (log seq, reason)
@@ -35,9 +36,10 @@ class ThanksGatherer:
     MAX_VIEWERS = 10_000
     MAX_GIFTS = 200
 
-    def __init__(self, cfg: ThanksConfig, priority: int) -> None:
+    def __init__(self, cfg: ThanksConfig, priority: int, worth: Callable[[Gift | None], float]) -> None:
         self.cfg = cfg
         self.priority = priority
+        self.worth = worth
         self._open: OrderedDict[str, _Gifts] = OrderedDict()
 
     def add(self, seq: int, event: ChatEvent, user_key: str) -> list[Candidate | Dropped]:
@@ -48,7 +50,7 @@ class ThanksGatherer:
             gifts = self._open[user_key] = _Gifts(now, now)
         gifts.last = now
         gifts.events.append((seq, event))
-        gifts.value += event.gift.value if event.gift is not None else 0.0
+        gifts.value += self.worth(event.gift)
         out: list[Candidate | Dropped] = []
         if len(gifts.events) >= self.MAX_GIFTS:
             out += self._close(user_key)

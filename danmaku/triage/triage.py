@@ -46,7 +46,7 @@ class Triage:
         self.ids = RecentIds(cfg.dedupe_ids)
         self.limits = Limits(cfg.limits, cfg.users)
         p = cfg.priority
-        self.thanks = ThanksGatherer(cfg.thanks, p.paid)
+        self.thanks = ThanksGatherer(cfg.thanks, p.paid, cfg.worth)
         self.welcome = GreetingGatherer(cfg.welcome, "welcome", p.greeting)
         self.follow = GreetingGatherer(cfg.welcome, "follow", p.greeting)
         self.blocked_users = frozenset(cfg.block.users)
@@ -132,7 +132,7 @@ class Triage:
             priority, why = p.first_time, "first_time"
         else:
             priority, why = p.other, "other"
-        value = event.gift.value if event.gift is not None else 0.0
+        value = cfg.worth(event.gift)
         self.ready.append(Candidate("answer", priority, [(seq, event)], value, now))
         return Verdict("queued", why, priority)
 
