@@ -20,7 +20,9 @@ def test_shipped_config_equals_the_embedded_defaults_but_for_its_recorder() -> N
     assert shipped.program == defaults.program
     assert shipped.avatar == defaults.avatar
     assert shipped.encoder == defaults.encoder
+    assert shipped.chat == defaults.chat and shipped.store == defaults.store
     assert [type(o) for o in shipped.outputs] == [RecordOutputConfig]
+    assert [(f.type, getattr(f, "stdin", None)) for f in shipped.feeds] == [("local", True)]
 
 
 def test_no_file_gives_the_defaults() -> None:
