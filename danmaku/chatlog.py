@@ -54,6 +54,7 @@ _COLUMNS = (
 )
 
 Update = tuple[int, Decision, str]  # (seq, decision, reason)
+_UNWRITABLE = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError, OverflowError)
 _DELETE = "DELETE FROM chat_events WHERE seq > ? AND seq <= ? AND decision != 'queued'"
 _CLEAR_RAW = "UPDATE chat_events SET raw = '' WHERE seq > ? AND seq <= ? AND raw != ''"
 
@@ -166,18 +167,33 @@ class ChatLog:
         at_ms = now_ms()
 
         def job(conn: sqlite3.Connection) -> list[int]:
+            rows: list[list[tuple[object, ...]]] = []
             failed = []
             for n, (first, events, verdicts) in enumerate(judged):
-                conn.execute("SAVEPOINT batch")
                 try:
-                    rows = [
-                        _row(first + i, e, v) for i, (e, v) in enumerate(zip(events, verdicts, strict=True))
-                    ]
-                    conn.executemany(_INSERT, rows)
-                except (sqlite3.IntegrityError, sqlite3.InterfaceError, TypeError, ValueError, OverflowError):
-                    conn.execute("ROLLBACK TO batch")
+                    rows.append(
+                        [_row(first + i, e, v) for i, (e, v) in enumerate(zip(events, verdicts, strict=True))]
+                    )
+                except Exception:  # an event no conversion could store: its batch fails alone
+                    rows.append([])
                     failed.append(n)
-                conn.execute("RELEASE batch")
+            conn.execute("SAVEPOINT every")
+            try:
+                conn.executemany(_INSERT, [row for batch in rows for row in batch])
+            except _UNWRITABLE:
+                # find the batch that cannot be written: each under its own savepoint
+                conn.execute("ROLLBACK TO every")
+                for n, batch in enumerate(rows):
+                    if n in failed:
+                        continue
+                    conn.execute("SAVEPOINT batch")
+                    try:
+                        conn.executemany(_INSERT, batch)
+                    except _UNWRITABLE:
+                        conn.execute("ROLLBACK TO batch")
+                        failed.append(n)
+                    conn.execute("RELEASE batch")
+            conn.execute("RELEASE every")
             if updates:
                 conn.executemany(
                     "UPDATE chat_events SET decision = ?, reason = ?, decided_at = ? WHERE seq = ?",
