@@ -14,7 +14,6 @@ parse of what production parses: ``danmu_frame(50)`` is one brotli frame of 50 c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Iterable
@@ -24,7 +23,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from danmaku.feeds import bilibili_packet as wire
-from tests.ws_servers import serve_ws
+from tests.ws_servers import WsServer
 
 ROOM_ID = 21_452_505
 KEY = "test-danmaku-key"
@@ -32,7 +31,7 @@ POPULARITY = 4_242
 TEXTS = ("主播晚上好", "这个好可爱", "哈哈哈哈哈哈", "今天播多久呀", "666", "what game is this?", "好听！")
 
 
-class BilibiliServer:
+class BilibiliServer(WsServer):
     """The danmaku server: ``async with BilibiliServer() as server`` serves at ``server.url``.
 
     ``key=None`` accepts any key (an anonymous client); ``refuse_code`` is the op 8 code for a wrong
@@ -50,21 +49,14 @@ class BilibiliServer:
         self.auths: list[bytes] = []
         self.connections: list[ServerConnection] = []
         self.heartbeats = 0
-        self.url = ""
         self._changed = asyncio.Event()
-        self._stack = contextlib.AsyncExitStack()
+        super().__init__()
 
-    async def __aenter__(self) -> BilibiliServer:
-        self.url = await self._stack.enter_async_context(serve_ws(self._session)) + "/sub"
-        return self
+    path = "/sub"
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
-
-    @property
-    def port(self) -> int:
-        """The TCP port (for a SilentProxy in front)."""
-        return int(self.url.rsplit(":", 1)[1].split("/")[0])
+    async def handle(self, ws: ServerConnection) -> None:
+        """One client: authenticate, then answer heartbeats until it goes."""
+        await self._session(ws)
 
     def auth(self, n: int = -1) -> dict[str, Any]:
         """Auth body ``n`` as JSON."""

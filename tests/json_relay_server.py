@@ -23,14 +23,13 @@ import asyncio
 import json
 import random
 from collections.abc import Callable, Iterable
-from contextlib import AsyncExitStack
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
-from tests.ws_servers import serve_ws
+from tests.ws_servers import WsServer
 
 Frames = Iterable[str | bytes]
 ROOM_ID = 7_412_345_678_901_234_567
@@ -49,32 +48,25 @@ _WORDS = [
 ]
 
 
-class JsonRelay:
+class JsonRelay(WsServer):
     """A relay on ``url`` (see the module docstring); ``greeting(n)`` gives connection n's first frames."""
 
     def __init__(self, greeting: Callable[[int], Frames] | None = None) -> None:
         self.greeting = greeting
-        self.url = ""
         self.connections = 0
         self.received: list[str | bytes] = []  # data messages clients sent
         self.pings = 0  # pings clients sent (protocol: allowed)
         self._open: set[ServerConnection] = set()
         self._changed = asyncio.Event()
-        self._stack = AsyncExitStack()
+        super().__init__()
 
-    async def __aenter__(self) -> JsonRelay:
-        self.url = await self._stack.enter_async_context(
-            serve_ws(self._handle, create_connection=_recording(self), ping_interval=None)
-        )
-        return self
+    def serve_options(self) -> dict[str, object]:
+        """Record what clients send, pings included; never ping them."""
+        return {"create_connection": _recording(self), "ping_interval": None}
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
-
-    @property
-    def port(self) -> int:
-        """The TCP port (for a SilentProxy in front)."""
-        return int(self.url.rsplit(":", 1)[1])
+    async def handle(self, ws: ServerConnection) -> None:
+        """One client: the greeting frames, then whatever the test pushes."""
+        await self._handle(ws)
 
     @property
     def clients(self) -> int:

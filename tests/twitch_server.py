@@ -19,14 +19,13 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import Callable
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from danmaku.feeds.irc import escape_tag_value, lines, parse
-from tests.ws_servers import serve_ws
+from tests.ws_servers import WsServer
 
 HOST = "tmi.twitch.tv"
 AUTH_FAILED = "Login authentication failed"
@@ -57,28 +56,19 @@ class Session:
         return [line for line in self.received if line.split(" ", 1)[0] == command]
 
 
-class TwitchServer:
+class TwitchServer(WsServer):
     """See the module docstring."""
 
     def __init__(self, token: str = "s3cr3t") -> None:
         self.token = token
         self.sessions: list[Session] = []
         self.refused = 0
-        self.url = ""
         self._changed = asyncio.Condition()
-        self._stack = AsyncExitStack()
+        super().__init__()
 
-    async def __aenter__(self) -> TwitchServer:
-        self.url = await self._stack.enter_async_context(serve_ws(self._serve))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
-
-    @property
-    def port(self) -> int:
-        """The loopback port (for a proxy in front)."""
-        return int(self.url.rsplit(":", 1)[1])
+    async def handle(self, ws: ServerConnection) -> None:
+        """One client's IRC session."""
+        await self._serve(ws)
 
     @property
     def session(self) -> Session:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Self
+from urllib.parse import urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -24,6 +26,38 @@ async def serve_ws(handler: WsHandler, **kwargs: object) -> AsyncIterator[str]:
     async with serve(handler, "127.0.0.1", 0, **kwargs) as server:  # type: ignore[arg-type]
         port = next(iter(server.sockets)).getsockname()[1]
         yield f"ws://127.0.0.1:{port}"
+
+
+class WsServer:
+    """A protocol server for the tests: ``async with`` it serves ``handle`` at ``url`` on a free port."""
+
+    path = ""  # appended to the URL (bilibili's "/sub")
+
+    def __init__(self) -> None:
+        self.url = ""
+        self._stack = AsyncExitStack()
+
+    def serve_options(self) -> dict[str, object]:
+        """Extra keyword arguments for websockets' ``serve``."""
+        return {}
+
+    async def handle(self, ws: ServerConnection) -> None:
+        """One client connection."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        self.url = (
+            await self._stack.enter_async_context(serve_ws(self.handle, **self.serve_options())) + self.path
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    @property
+    def port(self) -> int:
+        """The TCP port (for a SilentProxy in front)."""
+        return int(urlsplit(self.url).port or 0)
 
 
 class SilentProxy:
