@@ -110,7 +110,7 @@ class ChatDesk:
         resumed = 0
         for row in pending:
             event = row.event
-            self.triage.ids.seen(f"{event.platform}\x1f{event.id}")
+            self.triage.seen(event)  # a redelivery after the restart is still a duplicate
             if event.received_at < cutoff:
                 self._updates.append((row.seq, "dropped", "stale"))
             elif event.kind in ("chat", "superchat"):
@@ -259,8 +259,7 @@ class ChatDesk:
     async def next(self) -> Candidate:
         """The next thing the chat lane should say, when the pacing allows (best candidate first)."""
         candidate = await self.pacer.next(self._removed)
-        if self._updates:
-            self._write()
+        self._write()  # the stale candidates met on the way
         return candidate
 
     def done(self, candidate: Candidate, said: bool, reason: str = "") -> None:

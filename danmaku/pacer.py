@@ -47,8 +47,7 @@ class Pacer:
 
     def items(self) -> list[Candidate]:
         """Every waiting candidate, best first (for the dashboard)."""
-        out = [c for p in sorted(self._buckets, reverse=True) for c in reversed(self._buckets[p])]
-        return sorted(out, key=lambda c: c.rank(), reverse=True)
+        return sorted((c for b in self._buckets.values() for c in b), key=lambda c: c.rank(), reverse=True)
 
     def offer(self, candidate: Candidate) -> list[Removed]:
         """Queue ``candidate``; returns what was refused or pushed out to make room."""

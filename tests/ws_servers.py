@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Self
@@ -28,7 +29,7 @@ async def serve_ws(handler: WsHandler, **kwargs: object) -> AsyncIterator[str]:
         yield f"ws://127.0.0.1:{port}"
 
 
-class WsServer:
+class WsServer(ABC):
     """A protocol server for the tests: ``async with`` it serves ``handle`` at ``url`` on a free port."""
 
     path = ""  # appended to the URL (bilibili's "/sub")
@@ -41,9 +42,9 @@ class WsServer:
         """Extra keyword arguments for websockets' ``serve``."""
         return {}
 
+    @abstractmethod
     async def handle(self, ws: ServerConnection) -> None:
         """One client connection."""
-        raise NotImplementedError
 
     async def __aenter__(self) -> Self:
         self.url = (

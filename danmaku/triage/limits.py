@@ -61,13 +61,14 @@ class Limits:
 
     def viewer(self, key: str) -> tuple[Viewer, bool]:
         """The viewer's memory (most recently used now), and whether it is new."""
-        found = self.viewers.pop(key, None)
-        new = found is None
-        viewer = Viewer() if found is None else found
-        self.viewers[key] = viewer
+        viewer = self.viewers.get(key)
+        if viewer is not None:
+            self.viewers.move_to_end(key)
+            return viewer, False
+        viewer = self.viewers[key] = Viewer()
         if len(self.viewers) > self.size:
             self.viewers.popitem(last=False)
-        return viewer, new
+        return viewer, True
 
     def flooding(self, viewer: Viewer, now: int) -> bool:
         """Counts the message; True while the viewer is muted for flooding."""

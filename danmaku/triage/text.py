@@ -47,7 +47,7 @@ def is_chatter(folded: str, min_chars: int) -> bool:
 
 
 def block_rules(cfg: BlockConfig, files: Iterable[Path] = ()) -> list[Rule]:
-    """The drop rules of ``[chat.block]``.
+    """The rules of ``[chat.block]`` (``TextRules`` makes every one a drop for viewer text).
 
     The shipped contact/link rules, ``words``, and rule ``files`` (``lists``, resolved by the
     caller); raises RuleError naming a bad file.
@@ -57,7 +57,7 @@ def block_rules(cfg: BlockConfig, files: Iterable[Path] = ()) -> list[Rule]:
         for rule in load_rules(DEFAULT_RULES):
             link = rule.id in LINK_RULES
             if rule.category == "contact" and (cfg.links if link else cfg.contact):
-                rules.append(rule.model_copy(update={"action": "drop", "sources": ("viewer",)}))
+                rules.append(rule)
     if cfg.words:
         rules.append(Rule(id="chat.block.words", category="chat", action="drop", words=cfg.words))
     for path in files:

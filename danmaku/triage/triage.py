@@ -60,8 +60,12 @@ class Triage:
         self.reasons[verdict.reason or verdict.decision] += 1
         return verdict
 
+    def seen(self, event: ChatEvent) -> bool:
+        """Whether ``event`` was seen lately (a duplicate); remembers it either way."""
+        return self.ids.seen(f"{event.platform}\x1f{event.id}")
+
     def _judge(self, seq: int, event: ChatEvent) -> Verdict:  # noqa: PLR0911 (a table of rules)
-        if self.ids.seen(f"{event.platform}\x1f{event.id}"):
+        if self.seen(event):
             return Verdict("dropped", "duplicate")
         kind = event.kind
         if kind == "system" and event.removes is not None:
@@ -75,7 +79,7 @@ class Triage:
             or f"name:{user.name}" in self.blocked_users
         ):
             return Verdict("dropped", "blocked_user")
-        user_key = f"{event.platform}\x1f{user.id}"
+        user_key = _viewer_key(event)
         if kind == "gift":
             if not self.cfg.thanks.enabled:
                 return Verdict("logged", "thanks_off")
@@ -146,8 +150,7 @@ class Triage:
 
     def resume_gift(self, seq: int, event: ChatEvent) -> None:
         """Gather a gift logged as queued before a restart (its thank-you is still owed)."""
-        self.ids.seen(f"{event.platform}\x1f{event.id}")
-        self._gathered(self.thanks.add(seq, event, f"{event.platform}\x1f{event.user.id}"))
+        self._gathered(self.thanks.add(seq, event, _viewer_key(event)))
 
     def due(self, now: int) -> None:
         """Close the gift and greeting gatherings that are due (into ``ready`` and ``updates``)."""
@@ -155,3 +158,7 @@ class Triage:
             self._gathered(self.thanks.due(now))
         for gatherer in (self.welcome, self.follow):
             self._gathered(gatherer.due(now))
+
+
+def _viewer_key(event: ChatEvent) -> str:
+    return f"{event.platform}\x1f{event.user.id}"
