@@ -87,7 +87,7 @@ class Speaker:
         return speech
 
     async def _sentence(self, sentence: str, speech: Speech, cache: bool) -> None:
-        writer = SpeechWriter(self.track, speech.tag, self.prebuffer_ms)
+        writer = SpeechWriter(self.track, speech.tag, self.prebuffer_ms, sentence)
         words: list[Phoneme] = []
         engine = ""
         try:
@@ -95,7 +95,7 @@ class Speaker:
                 async for spoken in stream:
                     if spoken.restart:
                         self.track.drop_utterances(writer.utterances)
-                        writer = SpeechWriter(self.track, speech.tag, self.prebuffer_ms)
+                        writer = SpeechWriter(self.track, speech.tag, self.prebuffer_ms, sentence)
                         words = []
                     chunk, engine = spoken.chunk, spoken.engine
                     writer.write(chunk.pcm, chunk.rate, chunk.phonemes)

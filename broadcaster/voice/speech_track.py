@@ -39,14 +39,16 @@ class Utterance:
 
     ``ready`` is set by lip-sync when its mouth pictures are prepared far enough ahead; ``held_ticks``
     counts the silent ticks it waited for that. ``tag`` names what it belongs to (a reply, a script
-    line) so that can be dropped as a whole; ``started_at`` is the monotonic wall time its first tick
-    was pulled; ``cut`` is set when it was dropped before it finished.
+    line) so that can be dropped as a whole; ``text`` is the sentence it speaks (the caption on air);
+    ``started_at`` is the monotonic wall time its first tick was pulled; ``cut`` is set when it was
+    dropped before it finished.
     """
 
     id: int
     samples: int
     phonemes: tuple[Phoneme, ...] = ()
     tag: object = None
+    text: str = ""
     start_sample: int | None = None
     start_tick: int | None = None
     started_at: float | None = None
@@ -92,11 +94,16 @@ class SpeechTrack:
         self.held_ticks = 0
 
     def append(
-        self, pcm: np.ndarray, rate: int, phonemes: Sequence[Phoneme] = (), tag: object = None
+        self,
+        pcm: np.ndarray,
+        rate: int,
+        phonemes: Sequence[Phoneme] = (),
+        tag: object = None,
+        text: str = "",
     ) -> Utterance:
         """Queue PCM (any rate, mono or stereo, int16 or float) as one utterance after those queued."""
         data = resample(pcm, rate, self.sample_rate)
-        utterance = Utterance(next(self._ids), len(data), tuple(phonemes), tag)
+        utterance = Utterance(next(self._ids), len(data), tuple(phonemes), tag, text)
         if not len(data):
             utterance.ready.set()
             utterance.done.set()

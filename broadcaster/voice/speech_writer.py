@@ -23,11 +23,17 @@ LOW_WATER_TICKS = 3
 
 
 class SpeechWriter:
-    """Feeds one sentence's chunks to ``track``; ``tag`` marks its utterances (to drop them together)."""
+    """Feeds one sentence's chunks to ``track``; ``tag`` marks its utterances (to drop them together).
 
-    def __init__(self, track: SpeechTrack, tag: object = None, prebuffer_ms: int = 80) -> None:
+    ``text`` (the sentence) rides on each utterance, for the caption on air.
+    """
+
+    def __init__(
+        self, track: SpeechTrack, tag: object = None, prebuffer_ms: int = 80, text: str = ""
+    ) -> None:
         self.track = track
         self.tag = tag
+        self.text = text
         self._tick = track.samples_per_tick
         self._prebuffer = max(self._tick, track.sample_rate * prebuffer_ms // 1000)
         self._resampler = StreamResampler(track.sample_rate)
@@ -82,7 +88,7 @@ class SpeechWriter:
             if p.start_s < end and p.end_s > start
         )
         self._phonemes = [p for p in self._phonemes if p.end_s > end]
-        self.utterances.append(self.track.append(piece, rate, phonemes, tag=self.tag))
+        self.utterances.append(self.track.append(piece, rate, phonemes, tag=self.tag, text=self.text))
         if self.first_queued_at is None:
             self.first_queued_at = time.monotonic()
         self._queued += n
