@@ -228,10 +228,26 @@ class SafetyConfig(_Section):
     fact_guard: bool = True
 
 
+class FillerConfig(_Section):
+    """`[show.fillers]`: what keeps the room alive when nothing is queued."""
+
+    enabled: bool = True
+    after_s: float = Field(15.0, ge=2.0, le=3600.0)
+    scripts: bool = True
+    lines: tuple[str, ...] = (
+        "欢迎来到直播间，有什么想了解的，打在公屏上，我都会回答哦。",
+        "新来的朋友点个关注，不迷路。",
+    )
+
+
 class ShowConfig(_Section):
-    """`[show]`: where the scripted talks and product facts live."""
+    """`[show]`: where the scripted talks and product facts live, and how the director runs the show."""
 
     library: Path = Path("scripts_library")
+    review: bool = False
+    resume_after_s: float = Field(4.0, ge=0.0, le=600.0)
+    boundary_s: float = Field(0.6, ge=0.1, le=5.0)
+    fillers: FillerConfig = FillerConfig()
 
 
 class VideoEncoding(_Section):
@@ -321,6 +337,9 @@ class Config(_Section):
     voice: VoiceConfig = VoiceConfig()
     llm: LlmConfig = LlmConfig()
     persona: PersonaConfig = PersonaConfig()
+    personas: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], PersonaConfig] = Field(
+        default_factory=dict
+    )
     safety: SafetyConfig = SafetyConfig()
     show: ShowConfig = ShowConfig()
     chat: ChatConfig = ChatConfig()

@@ -85,6 +85,8 @@ class ChatDesk:
         self._held: list[Candidate] = []
         self.judge_errors = 0
         self._tasks: list[asyncio.Task[None]] = []
+        # told every decision (seq, event, decision, reason): the consoles' chat view
+        self.on_decision: Callable[[int, ChatEvent, str, str], None] | None = None
 
     def local_feed(self) -> LocalFeed:
         """The local feed (operator comments), added when the config has none."""
@@ -138,6 +140,9 @@ class ChatDesk:
         triage = self.triage
         first = self.log.reserve(len(events))
         verdicts = [self._judge(first + i, e) for i, e in enumerate(events)]
+        if self.on_decision is not None:
+            for i, (event, verdict) in enumerate(zip(events, verdicts, strict=True)):
+                self.on_decision(first + i, event, verdict.decision, verdict.reason)
         self._buffer.append(_Batch(first, events, verdicts, triage.ready, triage.updates))
         self._buffered += len(events)
         triage.ready, triage.updates = [], []
@@ -264,9 +269,15 @@ class ChatDesk:
 
     def done(self, candidate: Candidate, said: bool, reason: str = "") -> None:
         """Record how a candidate ended: said on air, or dropped with ``reason`` (written in order)."""
+        self.done_seqs([seq for seq, _ in candidate.events], said, candidate.kind if said else reason)
+        if self.on_decision is not None:
+            for seq, event in candidate.events:
+                self.on_decision(seq, event, "answered" if said else "dropped", reason or candidate.kind)
+
+    def done_seqs(self, seqs: Sequence[int], said: bool, reason: str) -> None:
+        """``done`` for logged events by number (a reviewed reply, after a restart)."""
         decision: Decision = "answered" if said else "dropped"
-        why = candidate.kind if said else reason
-        self._updates += [(seq, decision, why) for seq, _ in candidate.events]
+        self._updates += [(seq, decision, reason) for seq in seqs]
         self._write()
 
     def stats(self) -> dict[str, Any]:

@@ -29,9 +29,9 @@ async def test_thanks_and_welcomes_are_read_from_their_templates_with_clean_name
     try:
         name = "加微信abc12345的小王"
         thanks = Candidate("thanks", 300, [(1, gift_event(1, name)), (2, gift_event(1, name))])
-        assert await show.answer(thanks, cfg.chat) is None
+        assert (await show.answer(thanks, cfg.chat))[0] is None
         welcome = Candidate("welcome", -100, [(3, gift_event(2, "a"))], names=["阿明", "Amy"])
-        assert await show.answer(welcome, cfg.chat) is None
+        assert (await show.answer(welcome, cfg.chat))[0] is None
         assert show.host.stats.lines == 2
         assert lines[0].startswith("谢谢") and lines[0].endswith("小王送的4个小花花！"), lines
         assert "微信" not in lines[0] and "abc12345" not in lines[0], "the name is cleaned before it is read"

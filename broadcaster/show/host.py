@@ -22,7 +22,7 @@ from broadcaster.config import SplitConfig
 from broadcaster.show.llm import LlmClient, LlmError, Message
 from broadcaster.show.persona import Persona, Question
 from broadcaster.show.safety import SafetyFilter
-from broadcaster.voice.speaker import Speaker, Speech
+from broadcaster.voice.speaker import Gate, Speaker, Speech
 from broadcaster.voice.splitter import SentenceSplitter, split_text
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class Reply:
     blocked: list[str] = field(default_factory=list)
     error: str = ""
     cancelled: bool = False
+    text: str = ""  # what ``compose`` wrote
 
 
 @dataclass
@@ -82,8 +83,11 @@ class Host:
     def _splitter(self) -> SentenceSplitter:
         return SentenceSplitter(self.split.max_chars, self.split.min_chars, self.split.first_min_chars)
 
-    async def reply(self, question: Question) -> Reply:
-        """Answer one chat message on air; returns when its last sentence is queued, or it stopped."""
+    async def reply(self, question: Question, gate: Gate | None = None) -> Reply:
+        """Answer one chat message on air; returns when its last sentence is queued, or it stopped.
+
+        ``gate``: awaited between sentences (see ``Speaker.speak``).
+        """
         if self.llm is None or self.persona is None:
             raise RuntimeError("replies need an LLM and a persona")
         reply = Reply(question, self.speaker.new_tag("reply"))
@@ -91,7 +95,7 @@ class Host:
         messages = self.persona.messages(question, name)
         try:
             async with contextlib.aclosing(self._reply_sentences(messages, reply)) as sentences:
-                reply.speech = await self._perform(self.speaker.speak(sentences, reply.tag))
+                reply.speech = await self._perform(self.speaker.speak(sentences, reply.tag, gate=gate))
         except LlmError as exc:
             reply.error = str(exc)
             self.stats.failed += 1
@@ -136,21 +140,73 @@ class Host:
             return None
         return decision.text
 
-    async def say(self, text: str, source: Source = "moderator", *, cache: bool = True) -> Speech | None:
+    async def compose(self, question: Question) -> Reply:
+        """Write a reply without saying it (review mode): the sentences the filter allows, in ``text``."""
+        if self.llm is None or self.persona is None:
+            raise RuntimeError("replies need an LLM and a persona")
+        reply = Reply(question, self.speaker.new_tag("review"))
+        name = self.safety.clean_name(question.viewer_name)
+        parts: list[str] = []
+        try:
+            async with contextlib.aclosing(
+                self._reply_sentences(self.persona.messages(question, name), reply)
+            ) as sentences:
+                async for sentence in sentences:
+                    parts.append(sentence)
+        except LlmError as exc:
+            reply.error = str(exc)
+            self.stats.failed += 1
+            log.error("reply to %s not written: %s", question.viewer_id, exc)
+        reply.text = "".join(parts)
+        return reply
+
+    def sentences(self, text: str, source: Checked = "moderator") -> list[str]:
+        """``text`` as the sentences ``say`` puts on air: split, each through the safety filter."""
+        split = self.split
+        out = []
+        for sentence in split_text(text, split.max_chars, split.min_chars, split.first_min_chars):
+            allowed = self._allowed(sentence, source)
+            if allowed:
+                out.append(allowed)
+        return out
+
+    async def say(
+        self,
+        text: str,
+        source: Source = "moderator",
+        *,
+        cache: bool = True,
+        gate: Gate | None = None,
+        prefer: str | None = None,
+        checked: Checked | None = None,
+    ) -> Speech | None:
         """Read a line aloud (split, filtered, cached: scripted lines are synthesised once).
 
+        ``checked``: the filter's source when it differs (a reviewed LLM reply is checked as ``llm``).
         Returns what was queued, or None when it was interrupted.
         """
+        lines = self.sentences(text, checked or source)
+        return await self.say_lines(lines, source, cache=cache, gate=gate, prefer=prefer)
+
+    async def say_lines(
+        self,
+        lines: list[str],
+        source: Source,
+        *,
+        cache: bool = True,
+        gate: Gate | None = None,
+        prefer: str | None = None,
+    ) -> Speech | None:
+        """Say sentences already split and filtered (``sentences``); None when it was interrupted."""
         tag = self.speaker.new_tag(source)
-        split = self.split
 
         async def sentences() -> AsyncIterator[str]:
-            for sentence in split_text(text, split.max_chars, split.min_chars, split.first_min_chars):
-                allowed = self._allowed(sentence, source)
-                if allowed:
-                    yield allowed
+            for line in lines:
+                yield line
 
-        speech = await self._perform(self.speaker.speak(sentences(), tag, cache=cache))
+        speech = await self._perform(
+            self.speaker.speak(sentences(), tag, cache=cache, gate=gate, prefer=prefer)
+        )
         if speech is not None:
             self.stats.lines += 1
         return speech

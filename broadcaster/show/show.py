@@ -21,7 +21,7 @@ from broadcaster.show.products import Catalog, ProductError, load_catalog
 from broadcaster.show.safety import SafetyFilter
 from broadcaster.voice.cache import AudioCache
 from broadcaster.voice.chain import TtsChain
-from broadcaster.voice.speaker import Speaker
+from broadcaster.voice.speaker import Gate, Speaker, Speech
 from broadcaster.voice.speech_track import SpeechTrack
 from broadcaster.voice.tts import create_engine
 from broadcaster.voice.tts.base import TtsError
@@ -100,23 +100,32 @@ class Show:
         for line in lines:
             await self.host.say(line, "moderator")
 
-    async def answer(self, candidate: Candidate, chat: ChatConfig) -> str | None:
+    async def answer(
+        self, candidate: Candidate, chat: ChatConfig, gate: Gate | None = None
+    ) -> tuple[str | None, Speech | None]:
         """Say a chat candidate: a reply through the LLM, or a thank-you or greeting from its template.
 
-        Returns None when it was said, else why not (``reply_failed``, ``interrupted``).
+        Returns (None, what was queued) when it was said, else (why not, None): ``reply_failed``,
+        ``interrupted``. ``gate``: the director's sentence boundary.
         """
         if candidate.kind != "answer":
             templates = {"thanks": chat.thanks.template, "welcome": chat.welcome.welcome}
             line = candidate.line(templates.get(candidate.kind, chat.welcome.follow), self.safety.clean_name)
-            speech = await self.host.say(line, "viewer", cache=False)
-            return None if speech is not None else "interrupted"
-        event = candidate.event
+            speech = await self.host.say(line, "viewer", cache=False, gate=gate)
+            return (None, speech) if speech is not None else ("interrupted", None)
         await self.start_llm()
-        question = Question(f"{event.platform}:{event.user.id}", event.user.name, event.text)
-        reply = await self.host.reply(question)
+        reply = await self.host.reply(self.question(candidate), gate=gate)
         if reply.error:
-            return "reply_failed"
-        return "interrupted" if reply.cancelled else None
+            return "reply_failed", None
+        if reply.cancelled or reply.speech is None:
+            return "interrupted", None
+        return None, reply.speech
+
+    @staticmethod
+    def question(candidate: Candidate) -> Question:
+        """The LLM's question for a chat candidate."""
+        event = candidate.event
+        return Question(f"{event.platform}:{event.user.id}", event.user.name, event.text)
 
     def stats(self) -> dict[str, Any]:
         """The voice, host, LLM and safety counters."""

@@ -84,11 +84,20 @@ class TtsChain:
             out["cache"] = vars(self.cache.stats).copy()
         return out
 
-    async def speak(self, text: str, *, cache: bool = False) -> AsyncGenerator[Spoken, None]:
-        """The sentence's audio from the first engine that can speak it."""
+    def order(self, prefer: str | None = None) -> list[TtsEngine]:
+        """The engines in the order they are tried: ``prefer`` (an engine's name) first, then the rest."""
+        if prefer is None:
+            return self.engines
+        return sorted(self.engines, key=lambda e: e.name != prefer)
+
+    async def speak(
+        self, text: str, *, cache: bool = False, prefer: str | None = None
+    ) -> AsyncGenerator[Spoken, None]:
+        """The sentence's audio from the first engine that can speak it (``prefer``: try it first)."""
         sent_any = False
         errors: list[str] = []
-        for position, engine in enumerate(self.engines):
+        engines = self.order(prefer)
+        for position, engine in enumerate(engines):
             key = AudioCache.key(engine.name, engine.settings_key, text) if self.cache else ""
             if cache and self.cache is not None:
                 hit = await asyncio.to_thread(self.cache.get, key)
@@ -106,7 +115,7 @@ class TtsChain:
             except TtsError as exc:
                 stats.failures += 1
                 errors.append(f"{engine.name}: {exc}")
-                nxt = self.engines[position + 1].name if position + 1 < len(self.engines) else None
+                nxt = engines[position + 1].name if position + 1 < len(engines) else None
                 log.warning(
                     "TTS %s failed on %r (%s)%s",
                     engine.name,

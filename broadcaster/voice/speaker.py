@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from broadcaster.voice.chain import TtsChain
@@ -45,6 +45,7 @@ class Speech:
     tag: object
     sentences: list[SpokenSentence] = field(default_factory=list)
     unspoken: list[str] = field(default_factory=list)
+    announced: int = -1  # the last sentence the director announced as on air
 
     @property
     def first(self) -> Utterance | None:
@@ -55,6 +56,9 @@ class Speech:
     def text(self) -> str:
         """Everything queued, as one text."""
         return "".join(s.text for s in self.sentences)
+
+
+Gate = Callable[[Speech], Awaitable[None]]
 
 
 class Speaker:
@@ -73,25 +77,39 @@ class Speaker:
         """A tag naming one reply or line on the track."""
         return f"{kind}-{next(self._tags)}"
 
-    async def speak(self, sentences: AsyncIterable[str], tag: object, *, cache: bool = False) -> Speech:
-        """Speak every sentence in order; a sentence no engine can speak is logged and skipped."""
+    async def speak(
+        self,
+        sentences: AsyncIterable[str],
+        tag: object,
+        *,
+        cache: bool = False,
+        gate: Gate | None = None,
+        prefer: str | None = None,
+    ) -> Speech:
+        """Speak every sentence in order; a sentence no engine can speak is logged and skipped.
+
+        ``gate`` is awaited before each sentence after the first (the director's sentence boundary: it
+        may wait, or perform something else first); ``prefer`` names the engine to try first.
+        """
         speech = Speech(tag)
         try:
             async for sentence in sentences:
+                if gate is not None and (speech.sentences or speech.unspoken):
+                    await gate(speech)
                 while self.track.pending_samples > self.ahead_samples:  # noqa: ASYNC110
                     await asyncio.sleep(DEMAND_POLL_S)  # the render thread drains it; no event to wait on
-                await self._sentence(sentence, speech, cache)
+                await self._sentence(sentence, speech, cache, prefer)
         except BaseException:
             self.track.drop(tag)
             raise
         return speech
 
-    async def _sentence(self, sentence: str, speech: Speech, cache: bool) -> None:
+    async def _sentence(self, sentence: str, speech: Speech, cache: bool, prefer: str | None) -> None:
         writer = SpeechWriter(self.track, speech.tag, self.prebuffer_ms, sentence)
         words: list[Phoneme] = []
         engine = ""
         try:
-            async with contextlib.aclosing(self.chain.speak(sentence, cache=cache)) as stream:
+            async with contextlib.aclosing(self.chain.speak(sentence, cache=cache, prefer=prefer)) as stream:
                 async for spoken in stream:
                     if spoken.restart:
                         self.track.drop_utterances(writer.utterances)

@@ -159,6 +159,16 @@ class SpeechTrack:
             self._queue = kept
         return dropped
 
+    def remaining(self, utterances: Sequence[Utterance]) -> int:
+        """Samples of these utterances not yet pulled (0 once they have all played or were dropped)."""
+        ids = {u.id for u in utterances}
+        with self._lock:
+            total = 0
+            for position, (utterance, data) in enumerate(self._queue):
+                if utterance.id in ids:
+                    total += len(data) - (self._offset if position == 0 else 0)
+            return total
+
     @property
     def pending_samples(self) -> int:
         """Samples queued and not yet pulled."""

@@ -1,0 +1,498 @@
+"""The director: decides, sentence by sentence, what the host says next.
+
+Four lanes, by priority: moderator lines > chat replies > scripted talks > idle fillers. One item airs
+at a time; between two of its sentences (when the earlier one is on air and ``boundary_s`` from its
+end, so the next can be synthesised in time) the director looks at the lanes above it and performs
+what waits there first, nested, then carries on where it stopped:
+
+- a moderator "say next" waits for the sentence on air (of a reply or a script), then plays;
+- a chat reply waits for the script's sentence on air, the script resumes after it;
+- a script never cuts off a reply: a reply's own boundaries only yield to moderators;
+- a moderator "say now" or "interrupt" cancels everything on air (``cut``): the speech track is cut at
+  the next tick, the LLM stream and TTS work are cancelled (invariant 6).
+
+A script's place (round, segment, sentence) is written each time one of its sentences goes on air, so
+a restart or an interrupt resumes at that sentence. When nothing is queued for ``fillers.after_s``,
+a filler keeps the room alive: the next segment of the scripts in turn, or a filler line. The moderator
+commands (``Console``) work through ``cut``, ``wake`` and the agenda.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from broadcaster.control.hub import EventHub
+from broadcaster.show.agenda import LANES, Agenda, Item, Lane, Place, now_ms
+from broadcaster.show.host import Source
+from broadcaster.voice.speaker import Gate, Speech
+from danmaku.triage.candidate import Candidate
+
+if TYPE_CHECKING:
+    from broadcaster.config import FillerConfig
+    from broadcaster.show.script_library import ScriptLibrary
+    from broadcaster.show.scripts import Script
+    from broadcaster.show.show import Show
+    from danmaku.desk import ChatDesk
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.02  # how often a boundary looks whether the sentence before it went on air (half a tick)
+Cut = Literal["", "interrupt", "skip", "stop", "jump", "now"]
+
+
+class CardHolder:
+    """Where the director shows a product card (the compositor); a no-op without one."""
+
+    def show_card(self, product: Any) -> None:
+        """Show ``product``'s card, or none."""
+
+
+@dataclass(eq=False)
+class Airing:
+    """Something on air: a queued item or the chat candidate, its lane and the task performing it."""
+
+    lane: Lane
+    item: Item | None = None
+    candidate: Candidate | None = None
+    task: asyncio.Task[None] | None = None
+    cut: Cut = ""
+    script: str = ""
+    segment: str = ""
+    started_ms: int = field(default_factory=now_ms)
+
+    def public(self) -> dict[str, Any]:
+        """As the control API shows it."""
+        out: dict[str, Any] = {"lane": self.lane, "since_ms": self.started_ms}
+        if self.item is not None:
+            out["item"] = self.item.public()
+        if self.candidate is not None:
+            event = self.candidate.event
+            out["chat"] = {"kind": self.candidate.kind, "user": event.user.name, "text": event.text}
+        if self.script:
+            out["script"], out["segment"] = self.script, self.segment
+        return out
+
+
+class Director:
+    """Owns the show's running order; ``start`` begins it, ``close`` ends it."""
+
+    def __init__(
+        self,
+        show: Show,
+        agenda: Agenda,
+        hub: EventHub,
+        fillers: FillerConfig,
+        *,
+        library: ScriptLibrary | None = None,
+        desk: ChatDesk | None = None,
+        card: CardHolder | None = None,
+        resume_after_s: float = 4.0,
+        boundary_s: float = 0.6,
+    ) -> None:
+        self.show = show
+        self.agenda = agenda
+        self.hub = hub
+        self.fillers = fillers
+        self.library = library
+        self.desk = desk
+        self.card = card or CardHolder()
+        self.resume_after_s = resume_after_s
+        self.boundary_s = boundary_s
+        self.stack: list[Airing] = []
+        self.chat_answering = True
+        self.review = False
+        self.chat: Candidate | None = None  # the candidate taken from the desk, waiting to air
+        self.on_air_text = ""
+        self.said = 0
+        self.closing = False
+        self.fillers_played = 0
+        self._chat_taken = asyncio.Event()
+        self._chat_free = asyncio.Event()
+        self._chat_free.set()
+        self._wake = asyncio.Event()
+        self._quiet_since = time.monotonic()
+        self._filler_lines = itertools.cycle(range(max(1, len(fillers.lines))))
+        self._filler_scripts = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self.on_review: Callable[[Candidate], Any] | None = None  # the console composes review replies
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume the queue from the store and start airing."""
+        resumed = await self.agenda.load()
+        if resumed:
+            log.info("director: %d item(s) were on air at the last stop; they air again first", len(resumed))
+        queued = self.agenda.queued()
+        if queued:
+            log.info("director: resuming a queue of %d item(s)", len(queued))
+        self._tasks.append(asyncio.create_task(self._run(), name="director"))
+        if self.desk is not None:
+            self._tasks.append(asyncio.create_task(self._intake(), name="director-chat"))
+        self.publish_queue()
+
+    async def close(self) -> None:
+        """Stop airing. What is on air stays ``on_air`` in the store: the next start airs it again first
+        (a script from the sentence it was playing), and a chat comment taken but not answered is
+        answered then (the chat log still has it queued)."""
+        self.closing = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def wake(self) -> None:
+        """Something was queued: look at the lanes now."""
+        self._wake.set()
+
+    # -- the lanes ---------------------------------------------------------------------------------
+
+    def _pick(self, below: Lane | None) -> Airing | None:
+        """The next thing to air that outranks lane ``below`` (anything when None)."""
+        limit = LANES.index(below) if below is not None else len(LANES)
+        now = now_ms()
+        for item in self.agenda.queued():
+            if LANES.index(item.lane) >= limit:
+                break
+            if item.args.get("not_before_ms", 0) > now:
+                continue
+            if item.lane == "chat" and not self.chat_answering:
+                continue
+            return Airing(item.lane, item=item)
+        if self.chat is not None and self.chat_answering and LANES.index("chat") < limit:
+            candidate, self.chat = self.chat, None
+            return Airing("chat", candidate=candidate)
+        return None
+
+    def _filler(self) -> Airing | None:
+        if not self.fillers.enabled or time.monotonic() - self._quiet_since < self.fillers.after_s:
+            return None
+        if self.show.speaker.track.pending_samples:
+            return None
+        scripts = self.library.ids() if self.library is not None and self.fillers.scripts else []
+        if scripts:
+            script = scripts[self._filler_scripts % len(scripts)]
+            self._filler_scripts += 1
+            item = Item(0, "filler", "script", args={"script": script, "segments": 1})
+        elif self.fillers.lines:
+            item = Item(0, "filler", "say", self.fillers.lines[next(self._filler_lines)])
+        else:
+            return None
+        self.fillers_played += 1
+        return Airing("filler", item=item)
+
+    async def _run(self) -> None:
+        while True:
+            airing = self._pick(None) or self._filler()
+            if airing is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.25):
+                        await self._wake.wait()
+                if not self.stack and not self.show.speaker.track.pending_samples and self.on_air_text:
+                    self._publish_on_air(None, "")
+                continue
+            try:
+                await self._perform(airing)
+            except Exception:
+                log.exception("director: %s item failed; the show goes on", airing.lane)
+            self._quiet_since = time.monotonic()
+
+    async def _intake(self) -> None:
+        """Take chat candidates from the desk one at a time, as its pacing allows."""
+        assert self.desk is not None
+        while True:
+            await self._chat_free.wait()
+            try:
+                candidate = await self.desk.next()
+            except Exception:
+                log.exception("director: the chat queue failed; trying again in a second")
+                await asyncio.sleep(1.0)
+                continue
+            if self.review and candidate.kind == "answer" and self.on_review is not None:
+                try:
+                    await self.on_review(candidate)
+                except Exception:
+                    log.exception("director: a reply for review was not written")
+                    self.desk.done(candidate, False, "error")
+                continue
+            self.chat = candidate
+            self._chat_free.clear()
+            self.wake()
+
+    # -- performing --------------------------------------------------------------------------------
+
+    async def _perform(self, airing: Airing) -> None:
+        """Air one thing in its own task (so ``cut`` can cancel just it), and wait for it."""
+        airing.task = asyncio.create_task(self._air(airing), name=f"air-{airing.lane}")
+        self.stack.append(airing)
+        try:
+            await asyncio.wait({airing.task})
+        except asyncio.CancelledError:
+            airing.task.cancel()
+            await asyncio.gather(airing.task, return_exceptions=True)
+            raise
+        finally:
+            self.stack.remove(airing)
+        if not airing.task.cancelled() and airing.task.exception() is not None:
+            log.error("director: %s item failed", airing.lane, exc_info=airing.task.exception())
+
+    async def _air(self, airing: Airing) -> None:
+        item = airing.item
+        if airing.candidate is not None:
+            await self._air_chat(airing, airing.candidate)
+        elif item is not None and item.kind == "script":
+            await self._air_script(airing, item)
+        elif item is not None:
+            await self._air_line(airing, item)
+
+    async def _air_line(self, airing: Airing, item: Item) -> None:
+        await self._set(item, "on_air")
+        source: Source = "script" if item.lane in ("script", "filler") else "moderator"
+        if item.lane == "chat":
+            source = "viewer"
+        try:
+            speech = await self.show.host.say(
+                item.text,
+                source,
+                cache=item.lane != "chat",
+                gate=self._gate(airing),
+                checked="llm" if item.kind == "reply" and not item.args.get("edited") else None,
+            )
+            if speech is None:
+                raise asyncio.CancelledError
+            await self._settle(airing, speech)
+        except asyncio.CancelledError:
+            if self.closing:
+                raise
+            await self._set(item, "interrupted", reason=airing.cut or "cancelled")
+            if item.kind == "reply":
+                self._chat_done(item.args.get("seqs", []), False, "interrupted")
+            raise
+        await self._set(item, "done")
+        if item.kind == "reply":
+            self._chat_done(item.args.get("seqs", []), True, "answer")
+
+    async def _air_chat(self, airing: Airing, candidate: Candidate) -> None:
+        assert self.desk is not None
+        why_not: str | None = "interrupted"
+        try:
+            why_not = await self._answer(airing, candidate)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("chat %s not said; the program goes on", candidate.kind)
+            why_not = "error"
+        finally:
+            if not self.closing:
+                self.desk.done(candidate, why_not is None, why_not or "")
+            self._chat_free.set()
+
+    async def _answer(self, airing: Airing, candidate: Candidate) -> str | None:
+        assert self.desk is not None
+        why_not, speech = await self.show.answer(candidate, self.desk.cfg, self._gate(airing))
+        if speech is not None:
+            await self._settle(airing, speech)
+        return why_not
+
+    def _chat_done(self, seqs: list[int], said: bool, reason: str) -> None:
+        if self.desk is not None and seqs:
+            self.desk.done_seqs(seqs, said, reason)
+
+    async def _air_script(self, airing: Airing, item: Item) -> None:
+        name = str(item.args.get("script", ""))
+        script = self.library.get(name) if self.library is not None else None
+        if script is None:
+            log.error("director: script %r is not in the library; its run is dropped", name)
+            await self._set(item, "failed", reason="unknown script")
+            return
+        await self._set(item, "on_air")
+        airing.script = name
+        total = int(item.args.get("segments", 0)) or len(script.segments)
+        try:
+            while int(item.args.get("played", 0)) < total:
+                await self._air_segment(airing, script)
+                item.args["played"] = int(item.args.get("played", 0)) + 1
+                if item.id:
+                    await self._set(item, "on_air")
+        except asyncio.CancelledError:
+            await self._script_cut(airing, item, script)
+            raise
+        finally:
+            self.card.show_card(None)
+        await self._set(item, "done")
+
+    async def _script_cut(self, airing: Airing, item: Item, script: Script) -> None:
+        """A script run was cut: keep its place (skip: the next segment) and, unless stopped, requeue it."""
+        if self.closing:
+            return
+        if airing.cut == "skip":
+            place = self.agenda.place(script.id)
+            self.agenda.set_place(script.id, Place(place.round, place.idx + 1, 0))
+            item.args["played"] = int(item.args.get("played", 0)) + 1
+        if airing.cut in ("stop", "") or not item.id:
+            await self._set(item, "interrupted", reason=airing.cut or "cancelled")
+            return
+        if airing.cut in ("interrupt", "now"):
+            item.args["not_before_ms"] = now_ms() + int(self.resume_after_s * 1000)
+        await self.agenda.set_state(item, "queued", reason=airing.cut, rank=self.agenda.front("script"))
+        self.publish_queue()
+
+    async def _air_segment(self, airing: Airing, script: Script) -> None:
+        place = self.agenda.place(script.id)
+        order = script.round_order(place.round, seed_of(script.id))
+        if place.idx >= len(order):
+            place = Place(place.round + 1, 0, 0)
+            order = script.round_order(place.round, seed_of(script.id))
+        segment_id = order[place.idx]
+        segment = script.segment(segment_id)
+        airing.segment = segment_id
+        self.agenda.set_place(script.id, place)
+        self.card.show_card(script.product)
+        lines = self.show.host.sentences(script.render(segment_id), "script")[place.sentence :]
+        first = place.sentence
+
+        def started(index: int) -> None:
+            self.agenda.set_place(script.id, Place(place.round, place.idx, first + index))
+
+        speech = await self.show.host.say_lines(
+            lines, "script", gate=self._gate(airing, started), prefer=segment.voice or None
+        )
+        if speech is None:
+            raise asyncio.CancelledError
+        await self._settle(airing, speech, started)
+        self.agenda.set_place(script.id, Place(place.round, place.idx + 1, 0))
+        if segment.pause_after_s:
+            await self._until_done(speech)
+            await asyncio.sleep(segment.pause_after_s)
+        await self._yield(airing)
+
+    # -- sentence boundaries -----------------------------------------------------------------------
+
+    def _gate(self, airing: Airing, started: Callable[[int], None] | None = None) -> Gate:
+        """Between sentences: wait for the one before to go on air, then let higher lanes go first."""
+
+        async def gate(speech: Speech) -> None:
+            await self._settle(airing, speech, started)
+            await self._near_end(speech)
+            await self._yield(airing)
+
+        return gate
+
+    async def _settle(
+        self, airing: Airing, speech: Speech, started: Callable[[int], None] | None = None
+    ) -> None:
+        """Wait until the last sentence queued is on air, then announce it (once)."""
+        if not speech.sentences:
+            return
+        index = len(speech.sentences) - 1
+        sentence = speech.sentences[index]
+        if sentence.utterances:
+            first = sentence.utterances[0]
+            while first.start_tick is None and not first.done.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(POLL_S)  # the render thread starts it; there is no loop event to await
+        if speech.announced >= index:
+            return
+        speech.announced = index
+        if started is not None:
+            started(index + len(speech.unspoken))
+        self._publish_on_air(airing, sentence.text)
+
+    async def _near_end(self, speech: Speech) -> None:
+        """Wait until the last sentence queued has at most ``boundary_s`` left to play.
+
+        A line queued before that point airs right after this sentence; the next sentence is
+        synthesised from then on, early enough to follow without a gap.
+        """
+        if not speech.sentences:
+            return
+        utterances = speech.sentences[-1].utterances
+        track = self.show.speaker.track
+        limit = int(self.boundary_s * track.sample_rate)
+        while track.remaining(utterances) > limit:  # noqa: ASYNC110
+            await asyncio.sleep(POLL_S)
+
+    async def _until_done(self, speech: Speech) -> None:
+        if speech.sentences and speech.sentences[-1].utterances:
+            last = speech.sentences[-1].utterances[-1]
+            while not last.done.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(POLL_S)
+
+    async def _yield(self, airing: Airing) -> None:
+        """Perform, nested, whatever waits in a lane above ``airing``'s."""
+        while (waiting := self._pick(airing.lane)) is not None:
+            await self._perform(waiting)
+
+    def cut(self, why: Cut, depth: int = 0) -> bool:
+        """Cancel what is on air: the whole stack (``depth`` 0) or only its innermost item (-1).
+
+        The speech track is cut either way (what plays stops at the next tick); an outer item that was
+        only cut short by a skip continues with its next sentence.
+        """
+        if not self.stack:
+            return False
+        targets = self.stack[depth:]
+        for airing in targets:
+            airing.cut = why
+        task = targets[0].task
+        if task is None or task.done():
+            return False
+        task.cancel()
+        self.show.speaker.track.drop()  # what is heard stops at the next tick, even audio already queued
+        return True
+
+    # -- publishing --------------------------------------------------------------------------------
+
+    async def _set(self, item: Item, state: Any, reason: str = "") -> None:
+        if item.id:
+            await self.agenda.set_state(item, state, reason=reason)
+            self.publish_queue()
+
+    def _publish_on_air(self, airing: Airing | None, text: str) -> None:
+        self.on_air_text = text
+        lane: Lane = airing.lane if airing is not None else "filler"
+        item = airing.item if airing is not None else None
+        if text:
+            self.said += 1
+            self.agenda.said(item if item is not None and item.id else None, lane, text)
+        self.hub.publish(
+            "on_air",
+            {
+                "item": item.id if item is not None and item.id else None,
+                "lane": lane if text else None,
+                "text": text,
+                "at_ms": now_ms(),
+            },
+        )
+
+    def publish_queue(self) -> None:
+        """Tell consoles the queue changed."""
+        if self.hub.wants("queue"):
+            self.hub.publish("queue", {"items": [i.public() for i in self.agenda.queued()]})
+
+    def stats(self) -> dict[str, Any]:
+        """Queue depths per lane and what aired, for the status line and /metrics."""
+        depth = {lane: len(self.agenda.queued(lane)) for lane in LANES}
+        depth["chat"] += self.chat is not None
+        return {
+            "queued": depth,
+            "review": len(self.agenda.waiting_review()),
+            "on_air": [a.lane for a in self.stack],
+            "sentences": self.said,
+            "fillers": self.fillers_played,
+            "chat_answering": self.chat_answering,
+            "review_mode": self.review,
+        }
+
+
+def seed_of(script_id: str) -> int:
+    """A script's shuffle seed: stable across restarts, different per script."""
+    return zlib.crc32(script_id.encode())

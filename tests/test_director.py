@@ -1,0 +1,184 @@
+"""The director's running order, heard on the speech track: lanes, boundaries, cuts, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from broadcaster.control.hub import ControlError
+from tests.director_rig import Rig, rig, talk
+from tests.openai_double import ScriptedLlm
+
+A = [
+    "Alpha one is a long sentence about tea.",
+    "Alpha two keeps talking about the leaves.",
+    "Alpha three explains the water and the cup.",
+    "Alpha four closes with a warm goodbye.",
+]
+B = ["Bravo one starts another talk today.", "Bravo two ends that other talk now."]
+REPLY = [
+    "Reply one thanks the viewer warmly.",
+    "Reply two answers the question fully.",
+    "Reply three wraps it up.",
+]
+LINE = "Moderator line for the whole room."
+SCRIPTS = {"alpha": talk("alpha", A), "bravo": talk("bravo", B)}
+
+
+def tokens(sentences: list[str]) -> list[str]:
+    return [word + " " for s in sentences for word in s.split()]
+
+
+async def start_on_air(r: Rig, kind: str) -> list[str]:
+    """Put a four-sentence item on air and wait for its first sentence; returns its sentences."""
+    if kind == "script":
+        await r.console.script_start("alpha")
+        sentences = A
+    elif kind == "reply":
+        await r.comment("amy", "what tea is this?")
+        sentences = REPLY
+    else:
+        await r.console.say(" ".join(A), "next")
+        sentences = A
+    await r.heard(lambda h: sentences[0] in h)
+    return sentences
+
+
+async def arrive(r: Rig, kind: str) -> list[str]:
+    if kind in ("next", "now"):
+        await r.console.say(LINE, kind)  # type: ignore[arg-type]
+        return [LINE]
+    if kind == "chat":
+        await r.comment("bob", "is it fresh?")
+        return REPLY
+    await r.console.script_start("bravo")
+    return B
+
+
+# (on air, what arrives while its first sentence plays, where it airs)
+TABLE = [
+    ("script", "next", "boundary"),
+    ("script", "chat", "boundary"),
+    ("script", "now", "cut"),
+    ("script", "script", "after"),
+    ("reply", "next", "boundary"),
+    ("reply", "script", "after"),
+    ("reply", "now", "cut"),
+    ("moderator", "next", "after"),
+    ("moderator", "chat", "after"),
+    ("moderator", "script", "after"),
+    ("moderator", "now", "cut"),
+]
+
+
+@pytest.mark.parametrize(("on_air", "arrives", "where"), TABLE)
+async def test_lanes_and_preemption(tmp_path: Path, on_air: str, arrives: str, where: str) -> None:
+    llm = ScriptedLlm(tokens(REPLY), first_token_s=0.05, token_s=0.01)
+    url = await llm.start()
+    try:
+        async with rig(tmp_path, SCRIPTS, llm_url=url, chat=True, speed=3.0) as r:
+            current = await start_on_air(r, on_air)
+            incoming = await arrive(r, arrives)
+            if where == "cut":
+                heard = await r.heard(lambda h: incoming[-1] in h)
+                assert heard[: heard.index(incoming[0])] == current[:1], heard
+                assert current[0] in r.player.cut, "the sentence on air was cut"
+                if on_air == "script":  # a script resumes from the sentence that was cut
+                    heard = await r.heard(lambda h: current[-1] in h)
+                    assert heard == [current[0], *incoming, *current], heard
+                else:
+                    await asyncio.sleep(1.0)
+                    assert r.player.heard == [current[0], *incoming], "a cut reply or line does not come back"
+                return
+            heard = await r.heard(lambda h: all(s in h for s in current + incoming))
+            if where == "boundary":  # right after the sentence on air, then the rest resumes
+                assert heard == [current[0], *incoming, *current[1:]], heard
+            else:
+                assert heard == [*current, *incoming], heard
+    finally:
+        await llm.close()
+
+
+async def test_a_skip_moves_a_script_to_its_next_segment(tmp_path: Path) -> None:
+    scripts = {"alpha": talk("alpha", A[:2], A[2:])}
+    async with rig(tmp_path, scripts) as r:
+        await r.console.script_start("alpha")
+        await r.heard(lambda h: A[0] in h)
+        assert (await r.console.skip())["cut"]
+        heard = await r.heard(lambda h: A[3] in h)
+        assert heard == [A[0], A[2], A[3]], heard
+        await asyncio.sleep(0.3)  # the place moves on once the last sentence is on air
+        place = r.director.agenda.place("alpha")
+        assert (place.round, place.idx, place.sentence) == (0, 2, 0)
+
+
+async def test_a_restart_resumes_the_queue_and_the_script_place(tmp_path: Path) -> None:
+    store = tmp_path / "show.sqlite3"
+    async with rig(tmp_path, SCRIPTS, store_path=store) as r:
+        await r.console.script_start("alpha")
+        await r.console.script_start("bravo")
+        await r.heard(lambda h: A[1] in h)
+        await asyncio.sleep(0.1)  # the place is written as a sentence goes on air, in the background
+        assert r.director.agenda.place("alpha").sentence == 1
+        queued = [i["args"]["script"] for i in r.console.queue_list()]
+        assert queued == ["bravo"]
+        # the process stops here, in the middle of a sentence, with a run queued behind it
+    async with rig(tmp_path / "again", SCRIPTS, store_path=store) as r:
+        heard = await r.heard(lambda h: B[-1] in h)
+        assert heard == [*A[1:], *B], "the script resumed at the sentence on air, then the queue went on"
+        await asyncio.sleep(0.1)
+        assert r.console.queue_list() == []
+
+
+async def test_review_mode_holds_replies_for_a_moderator(tmp_path: Path) -> None:
+    llm = ScriptedLlm(tokens(REPLY[:2]))
+    url = await llm.start()
+    try:
+        async with rig(tmp_path, SCRIPTS, llm_url=url, chat=True) as r:
+            sub = r.hub.subscribe(["review", "on_air"])
+            await r.console.review_mode(True)
+            await r.comment("amy", "how much is it?")
+            topic, data = await asyncio.wait_for(sub.get(), 20)
+            while topic != "review":
+                topic, data = await asyncio.wait_for(sub.get(), 20)
+            assert data["action"] == "waiting"  # type: ignore[index]
+            item = data["item"]  # type: ignore[index]
+            assert item["text"] == "".join(REPLY[:2]).strip() or REPLY[0] in item["text"]
+            await asyncio.sleep(0.5)
+            assert r.player.heard == [], "nothing airs before approval"
+            assert r.console.state()["review"][0]["id"] == item["id"]
+            await r.console.review_approve(item["id"], "Edited answer for the viewer.")
+            heard = await r.heard(lambda h: "Edited answer for the viewer." in h)
+            assert heard == ["Edited answer for the viewer."]
+            with pytest.raises(ControlError):
+                await r.console.review_reject(item["id"])
+    finally:
+        await llm.close()
+
+
+async def test_bad_commands_change_nothing(tmp_path: Path) -> None:
+    async with rig(tmp_path, SCRIPTS, start=False) as r:
+        for call in (
+            r.console.say("   ", "now"),
+            r.console.queue_remove(999),
+            r.console.queue_move(999, 0),
+            r.console.script_start("nope"),
+            r.console.script_jump("alpha", "s9"),
+            r.console.switch_persona("nobody"),
+            r.console.switch_avatar("nobody"),
+            r.console.review_approve(1),
+        ):
+            with pytest.raises(ControlError):
+                await call
+        assert r.console.queue_list() == []
+
+
+async def test_fillers_keep_the_room_alive(tmp_path: Path) -> None:
+    lines = ["Thanks for joining the room today.", "Ask me anything about the tea."]
+    overrides = ["show.fillers.enabled=true", "show.fillers.after_s=2", "show.fillers.scripts=false"]
+    overrides.append(f"show.fillers.lines={lines!r}".replace("'", '"'))
+    async with rig(tmp_path, {}, *overrides, speed=8.0) as r:
+        heard = await r.heard(lambda h: len(h) >= 3)
+        assert heard[:3] == [*lines, lines[0]]
