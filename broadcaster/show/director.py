@@ -140,9 +140,11 @@ class Director:
         self.publish_queue()
 
     async def close(self) -> None:
-        """Stop airing. What is on air stays ``on_air`` in the store: the next start airs it again first
-        (a script from the sentence it was playing), and a chat comment taken but not answered is
-        answered then (the chat log still has it queued)."""
+        """Stop airing; what is on air stays ``on_air`` in the store.
+
+        The next start airs it again first (a script from the sentence it was playing), and a chat
+        comment taken but not answered is answered then (the chat log still has it queued).
+        """
         self.closing = True
         for task in self._tasks:
             task.cancel()
