@@ -167,3 +167,19 @@ def test_the_prompt_injection_case_end_to_end() -> None:
     assert decision.action == "rewrite" and decision.rule == "fact.free"
     assert decision.text == "西湖龙井原价129元，现在到手价99.9元。"
     assert safety.check("这款龙井现在到手价99.9元，原价129元。").action == "pass"
+
+
+def test_selling_points_and_faq_answers_are_documented() -> None:
+    from broadcaster.show.products import Faq
+
+    cup = Product(
+        id="cup",
+        name="保温杯",
+        price=59,
+        selling_points=("第二个只要51元",),
+        faq=(Faq(q="两个怎么卖？", a="两个一起拍是110元。"),),
+    )
+    guard = FactGuard(Catalog([cup]))
+    assert guard.check("保温杯两个一起拍是110元。", cup) is None
+    assert guard.check("保温杯第二个只要51元。", cup) is None
+    assert guard.check("保温杯两个一起拍是100元。", cup) is not None, "an undocumented figure is still caught"

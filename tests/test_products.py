@@ -5,6 +5,7 @@ import pytest
 from broadcaster.show.products import Catalog, Product, ProductError, load_catalog, load_product
 
 ROOT = Path(__file__).resolve().parents[1]
+LONGJING_IMAGE = "scripts_library/products/images/longjing.png"
 TEA = """
 name = "西湖龙井"
 name_en = "West Lake Longjing tea"
@@ -120,3 +121,42 @@ def test_money_is_said_in_the_products_currency() -> None:
     assert tea.money(129.0, english=True) == "129 yuan"
     assert cup.money(19.99, english=True) == "$19.99"
     assert cup.money(19.99, english=False) == "19.99美元"
+
+
+def test_selling_points_faq_and_image_are_loaded_grounded_and_documented(tmp_path: Path) -> None:
+    folder = library(tmp_path)
+    (folder / "products" / "images").mkdir()
+    (folder / "products" / "images" / "tea.png").write_bytes((ROOT / LONGJING_IMAGE).read_bytes())
+    text = TEA.replace("[specs]", 'selling_points = ["豆香浓"]\nimage = "images/tea.png"\n\n[specs]')
+    text += '\n[[faq]]\nq = "怎么泡？"\na = "85℃的水，每次3克。"\n'
+    catalog = load_catalog(library(tmp_path, tea=text))
+    tea = catalog.products[0]
+    assert tea.selling_points == ("豆香浓",) and tea.faq[0].q == "怎么泡？"
+    assert Path(tea.image).is_absolute() and Path(tea.image).read_bytes()[:4] == b"\x89PNG"
+    assert tea.documented == ("明前采摘。", "豆香浓", "85℃的水，每次3克。")
+    sheet = catalog.grounding()
+    assert "selling points: 豆香浓" in sheet and "Q: 怎么泡？ A: 85℃的水，每次3克。" in sheet
+
+
+def test_the_shipped_samples_have_selling_points_faq_and_a_small_picture() -> None:
+    for product in load_catalog(ROOT / "scripts_library"):
+        assert len(product.selling_points) >= 2 and len(product.faq) >= 2
+        image = Path(product.image)
+        assert image.is_file() and image.suffix == ".png" and image.stat().st_size < 60_000
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name = 'x'\nprice = 1\nimage = 'images/none.png'\n", "broken.toml:3: image = 'images/none.png'"),
+        ("name = 'x'\nprice = 1\n\n[[faq]]\nq = 'why?'\n", "broken.toml:4: faq.0.a: missing"),
+        ("name = 'x'\nprice = 1\nselling_points = ['', 'b']\n", "broken.toml:3: selling_points"),
+        ("name = 'x'\n\nprice = 'cheap'\n", "broken.toml:3: price = 'cheap'"),
+        ("name = 'x'\nprice = 1\n[specs]\nweight = 250\n", "broken.toml:4: specs.weight = 250"),
+        ("name = 'x\nprice = 1\n", "broken.toml:1: not valid TOML"),
+    ],
+)
+def test_errors_name_the_line(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ProductError) as err:
+        load_catalog(library(tmp_path, broken=text))
+    assert expected in str(err.value)

@@ -89,7 +89,7 @@ def _facts(product: Product) -> _Facts:
     if product.stock is not None:
         f.stock.append(_point(product.stock))
     f.money += [_point(number_value(m.group())) for m in NUMBER.finditer(fold(product.discount))]
-    for line in (product.discount, *product.gifts, *product.facts):
+    for line in (product.discount, *product.gifts, *product.documented):
         for c in claims(fold(line)):
             if c.kind == "spec":
                 f.specs.setdefault(c.dim, []).append((c.value, c.value, ""))
@@ -105,7 +105,7 @@ def _facts(product: Product) -> _Facts:
             f.specs.setdefault("=" + own.group(2), []).append(
                 (float(own.group(1)), float(own.group(1)), name)
             )
-    f.documented = re.sub(r"\s+", "", fold(" ".join((product.discount, *product.gifts, *product.facts))))
+    f.documented = re.sub(r"\s+", "", fold(" ".join((product.discount, *product.gifts, *product.documented))))
     return f
 
 

@@ -15,13 +15,20 @@ One TOML file per product in ``<show.library>/products/``. The LLM gets them as 
     stock = 200                     # optional; omitted means not tracked: no stock figure is ever said
     gifts = ["玻璃品茗杯一个"]       # optional: what comes free with an order
     facts = ["明前采摘，一芽一叶。"]  # plain sentences the host may use
+    selling_points = ["明前头采", "豆香浓郁"]  # short claims scripts name as {selling_point_1}...
+    image = "images/longjing.png"   # optional: the product card's picture, relative to this folder
 
     [specs]                         # name = value with its unit
     "净含量" = "250 g"
     "保质期" = "18 个月"
 
-A figure written anywhere in the file (specs, facts, gifts, discount) counts as documented: the host may
-say it. Names and aliases are matched case- and width-insensitively (``Catalog.find``).
+    [[faq]]                         # questions viewers ask, with the answer the host gives
+    q = "怎么泡？"
+    a = "85℃左右的水，每次3克左右。"
+
+A figure written anywhere in the file (specs, facts, selling points, FAQ answers, gifts, discount) counts
+as documented: the host may say it (``Product.documented``). Names and aliases are matched case- and
+width-insensitively (``Catalog.find``). Errors name the file and the line (``file:line: key: ...``).
 """
 
 from __future__ import annotations
@@ -30,11 +37,11 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from broadcaster.config import read_toml
+from broadcaster.show.toml_lines import describe, line_of, read_toml_lines
 
 _ASCII_WORD = re.compile(r"[a-z0-9]")
 
@@ -59,6 +66,18 @@ def figure(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+class Faq(BaseModel):
+    """A question viewers ask about a product and the answer the host gives."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    q: str = Field(min_length=1)
+    a: str = Field(min_length=1)
+
+
 class Product(BaseModel):
     """One product on sale, as its file describes it."""
 
@@ -76,7 +95,17 @@ class Product(BaseModel):
     stock: int | None = Field(None, ge=0)
     gifts: tuple[str, ...] = ()
     facts: tuple[str, ...] = ()
+    selling_points: tuple[str, ...] = ()
+    faq: tuple[Faq, ...] = ()
+    image: str = ""  # as written: relative to the products folder; ``load_product`` makes it absolute
     specs: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("selling_points")
+    @classmethod
+    def _selling_points(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not point.strip() for point in value):
+            raise ValueError("a selling point may not be empty")
+        return value
 
     @field_validator("aliases")
     @classmethod
@@ -102,6 +131,11 @@ class Product(BaseModel):
     def names(self) -> tuple[str, ...]:
         """Every name the product goes by."""
         return tuple(n for n in (self.name, self.name_en, *self.aliases) if n)
+
+    @property
+    def documented(self) -> tuple[str, ...]:
+        """The sentences whose figures the host may say: facts, selling points and FAQ answers."""
+        return (*self.facts, *self.selling_points, *(entry.a for entry in self.faq))
 
     @property
     def english_name(self) -> str:
@@ -131,6 +165,9 @@ class Product(BaseModel):
         if self.gifts:
             lines.append("  free with an order: " + "; ".join(self.gifts))
         lines.extend(f"  * {fact}" for fact in self.facts)
+        if self.selling_points:
+            lines.append("  selling points: " + "; ".join(self.selling_points))
+        lines.extend(f"  Q: {entry.q} A: {entry.a}" for entry in self.faq)
         return "\n".join(lines)
 
 
@@ -190,23 +227,25 @@ class Catalog:
         return "\n".join(p.sheet() for p in chosen)
 
 
-def _describe(error: Any) -> str:
-    key = ".".join(str(p) for p in error["loc"]) or "(file)"
-    if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
-    if error["type"] == "missing":
-        return f"{key}: missing"
-    return f"{key} = {error.get('input')!r}: {error['msg']}"
-
-
 def load_product(path: Path) -> Product:
-    """One product file; raises ProductError naming the file and the key."""
-    data = read_toml(path, ProductError)
+    """One product file; raises ProductError naming the file, the line and the key of every error."""
+    data, lines = read_toml_lines(path, ProductError)
     data.setdefault("id", path.stem)
     try:
-        return Product.model_validate(data)
+        product = Product.model_validate(data)
     except ValidationError as exc:
-        raise ProductError(f"{path}: " + "; ".join(_describe(e) for e in exc.errors())) from exc
+        raise ProductError(
+            "; ".join(f"{path}:{line_of(lines, e['loc'])}: {describe(e)}" for e in exc.errors())
+        ) from exc
+    if product.image:
+        image = (path.parent / product.image).resolve()
+        if image.suffix.lower() not in IMAGE_SUFFIXES or not image.is_file():
+            raise ProductError(
+                f"{path}:{line_of(lines, ('image',))}: image = {product.image!r}: "
+                f"no {'/'.join(IMAGE_SUFFIXES)} file there (relative to {path.parent})"
+            )
+        product = product.model_copy(update={"image": str(image)})
+    return product
 
 
 def load_catalog(library: Path) -> Catalog:
@@ -219,7 +258,7 @@ def load_catalog(library: Path) -> Catalog:
     for path in sorted(folder.glob("*.toml")):
         product = load_product(path)
         if product.id in seen:
-            raise ProductError(f"{path}: id = {product.id!r}: already the id of {seen[product.id]}")
+            raise ProductError(f"{path}:1: id = {product.id!r}: already the id of {seen[product.id]}")
         seen[product.id] = path
         products.append(product)
     try:
