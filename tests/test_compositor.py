@@ -9,7 +9,10 @@ from broadcaster.face.avatar import load_avatar
 from broadcaster.face.compositor import Compositor, make_background
 from broadcaster.face.i420 import planes, to_bgr
 from broadcaster.face.lipsync.classic import ClassicLipSync
+from broadcaster.face.look import OverlayConfig
 from broadcaster.face.stage import placement
+from broadcaster.show.products import Product
+from broadcaster.voice.speech_track import SpeechFrame, Utterance
 
 
 @pytest.mark.parametrize("align", ["left", "center", "right"])
@@ -49,3 +52,39 @@ def test_frames_show_the_avatar_over_an_untouched_background(avatar_root: Path) 
     assert np.abs(bgr[:, :x].astype(int) - bgr[0, 0]).max() <= 3
     assert (planes(first)[0][:, :x] == planes(later)[0][:, :x]).all()
     assert not (planes(first)[0][y : y + h, x : x + w] == planes(later)[0][y : y + h, x : x + w]).all()
+
+
+def test_captions_and_card_are_drawn_over_the_program(avatar_root: Path) -> None:
+    avatar = load_avatar(avatar_root, "sample")
+    background = make_background((1280, 720), "#204060", Path())
+    plain = Compositor(
+        (1280, 720),
+        background,
+        [avatar],
+        AvatarConfig(),
+        ClassicLipSync(ClassicConfig()),
+        overlay=OverlayConfig(captions={"enabled": False}, card={"enabled": False}),  # type: ignore[arg-type]
+    )
+    dressed = Compositor((1280, 720), background, [avatar], AvatarConfig(), ClassicLipSync(ClassicConfig()))
+    assert (dressed.frame(0.5) == plain.frame(0.5)).all()  # nothing said, no product: nothing drawn
+    speech = SpeechFrame(Utterance(1, 48000, text="欢迎来到直播间"), 0)
+    dressed.show_card(Product(id="tea", name="西湖龙井", price=99.9, original_price=129))
+    dressed.frame(1.0, speech)  # the card starts fading in
+    changed = planes(dressed.frame(1.5, speech))[0] != planes(plain.frame(1.5, speech))[0]
+    rows, cols = np.nonzero(changed)
+    assert rows.max() > 600 and cols.max() > 1100 and rows.min() < 100  # the caption and the card
+    dressed.show_card(None)
+    dressed.frame(3.0)
+    assert (dressed.frame(3.5) == plain.frame(3.5)).all()
+
+
+def test_a_configured_font_that_does_not_exist_stops_the_start(avatar_root: Path) -> None:
+    with pytest.raises(ValueError, match=r"overlay.font = 'fonts/none.ttf'"):
+        Compositor(
+            (1280, 720),
+            make_background((1280, 720), "#204060", Path()),
+            [load_avatar(avatar_root, "sample")],
+            AvatarConfig(),
+            ClassicLipSync(ClassicConfig()),
+            overlay=OverlayConfig(font="fonts/none.ttf"),
+        )

@@ -3,20 +3,31 @@
 It holds the avatar's frames scaled to where it stands, their mouth geometry and blend masks, and its
 idle motion. The mouth is drawn on the avatar's own picture before the idle warp, so lips move with the
 head: for a photo on a working copy of the still, for a video on a copy of the current loop frame.
+
+An avatar filmed on a green screen also has a matte per frame (computed at start): a photo's matte is
+warped by the same idle motion as its picture, a video's follows its loop. Its spill is taken out of a
+photo once and out of each video frame as it is drawn.
 """
 
 from __future__ import annotations
+
+import logging
+import time
 
 import cv2
 import numpy as np
 
 from broadcaster.config import AvatarConfig
 from broadcaster.face.avatar import Avatar
-from broadcaster.face.i420 import to_bgr
+from broadcaster.face.chroma import ChromaKey
+from broadcaster.face.i420 import planes, to_bgr
 from broadcaster.face.idle import PhotoIdle, VideoLoop
 from broadcaster.face.lipsync.base import FaceView, LipSync, ReferenceFace
 from broadcaster.face.mouth import MouthGeometry, geometry
 from broadcaster.voice.speech_track import SpeechFrame
+
+log = logging.getLogger(__name__)
+Matte = tuple[np.ndarray, np.ndarray]
 
 
 def _even(x: float) -> int:
@@ -41,7 +52,9 @@ def placement(
 class Stage:
     """One avatar at its place on a canvas of ``canvas`` size."""
 
-    def __init__(self, avatar: Avatar, canvas: tuple[int, int], cfg: AvatarConfig) -> None:
+    def __init__(
+        self, avatar: Avatar, canvas: tuple[int, int], cfg: AvatarConfig, chroma: ChromaKey | None = None
+    ) -> None:
         self.name = avatar.name
         self.kind = avatar.manifest.kind
         x, y, w, h = placement(canvas, avatar.manifest.size, cfg)
@@ -52,12 +65,44 @@ class Stage:
         self._faces: dict[int, tuple[MouthGeometry, np.ndarray]] = {}
         self._idle: PhotoIdle | None = None
         self._loop: VideoLoop | None = None
+        self.chroma = chroma
+        self._mattes: tuple[np.ndarray, np.ndarray] | None = None
+        self._matte_idle: PhotoIdle | None = None
+        if chroma is not None:
+            chroma.refine(self._pictures[0])
         if self.kind == "photo":
             self._still = np.array(self._pictures[0])
+            if chroma is not None:
+                chroma.despill(self._still)
             self._work = self._still.copy()
             self._idle = PhotoIdle(self._still, self._pivot(), cfg.idle)
         else:
             self._loop = VideoLoop(len(self._pictures), avatar.manifest.fps)
+        if chroma is not None:
+            self._prepare_mattes(chroma, cfg)
+
+    def _prepare_mattes(self, chroma: ChromaKey, cfg: AvatarConfig) -> None:
+        began = time.perf_counter()
+        w, h = self.rect[2:]
+        full = np.empty((len(self._pictures), h, w), np.uint8)
+        half = np.empty((len(self._pictures), h // 2, w // 2), np.uint8)
+        for i, picture in enumerate(self._pictures):
+            full[i], half[i] = chroma.matte(picture)
+        self._mattes = (full, half)
+        if self.kind == "photo":
+            still = np.empty((h * 3 // 2, w), np.uint8)
+            y, u, v = planes(still)
+            y[:], u[:], v[:] = full[0], half[0], half[0]
+            self._matte_idle = PhotoIdle(still, self._pivot(), cfg.idle)
+        log.info(
+            "avatar %r: chroma key %s (Cb %.0f, Cr %.0f), %d matte(s) in %.1f s, %.0f MB",
+            self.name,
+            chroma.cfg.key,
+            *chroma.key,
+            len(full),
+            time.perf_counter() - began,
+            (full.nbytes + half.nbytes) / 2**20,
+        )
 
     def _pivot(self) -> tuple[float, float]:
         """The neck: a little below the chin's height, under the face's centre."""
@@ -88,6 +133,16 @@ class Stage:
         """Which avatar frame shows at program time t."""
         return 0 if self._loop is None else self._loop.index(t)
 
+    def matte(self, t: float) -> Matte | None:
+        """The avatar's alpha at time t (full and half size, uint8), or None when it is not keyed."""
+        if self._mattes is None:
+            return None
+        if self._matte_idle is not None:
+            y, u, _ = planes(self._matte_idle.picture(t))
+            return y, u
+        index = self.frame_index(t)
+        return self._mattes[0][index], self._mattes[1][index]
+
     def picture(self, t: float, lipsync: LipSync, speech: SpeechFrame | None) -> np.ndarray:
         """The avatar's I420 patch for time t with its mouth drawn for ``speech``."""
         index = self.frame_index(t)
@@ -97,5 +152,7 @@ class Stage:
             lipsync.draw(FaceView(self._work, g, mask, self.name, index), speech)
             return self._idle.picture(t, self._work)
         picture = np.array(self._pictures[index])
+        if self.chroma is not None:
+            self.chroma.despill(picture)
         lipsync.draw(FaceView(picture, g, mask, self.name, index), speech)
         return picture
