@@ -86,6 +86,8 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
+        # subscribers per topic, so that ``wants`` is one dict read, safe from the render thread
+        self._wanted: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.published = 0
 
@@ -102,16 +104,21 @@ class EventHub:
             raise ControlError("bad_topic", f"unknown topic(s) {sorted(unknown)}; topics: {known}")
         sub = Subscription(wanted, limit)
         self._subscribers.add(sub)
+        for topic in wanted:
+            self._wanted[topic] = self._wanted.get(topic, 0) + 1
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop delivering to ``sub`` and close it."""
-        self._subscribers.discard(sub)
+        if sub in self._subscribers:
+            self._subscribers.discard(sub)
+            for topic in sub.topics:
+                self._wanted[topic] -= 1
         sub.close()
 
     def wants(self, topic: str) -> bool:
-        """Whether anyone listens to ``topic`` (producers skip costly work otherwise)."""
-        return any(topic in s.topics for s in self._subscribers)
+        """Whether anyone listens to ``topic`` (producers skip costly work otherwise); any thread."""
+        return self._wanted.get(topic, 0) > 0
 
     def publish(self, topic: str, data: Any) -> None:
         """Deliver an event to every subscriber of ``topic``; never blocks."""

@@ -1,0 +1,202 @@
+"""One console's connection: its authentication, its commands (carried out on the show) and its events.
+
+Every message gets exactly one reply; a message that is not a valid request, or arrives before the
+token, changes nothing. Events are forwarded by one task per subscription, so a console that reads
+slowly only loses its own oldest events (and is told), while the show and the other consoles go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from broadcaster.control import protocol as p
+from broadcaster.control.backend import ShowControl
+from broadcaster.control.hub import ControlError, Subscription
+
+if TYPE_CHECKING:
+    from broadcaster.control.server import ControlServer
+
+log = logging.getLogger("broadcaster.control.server")
+
+PREVIEW_QUEUE = 4  # preview payloads queued per console: a slow one skips pictures, it does not lag
+
+
+async def _maybe(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _listing(items: Any) -> dict[str, Any]:
+    return {"items": await _maybe(items)}
+
+
+# each show command, as a call on the backend
+ACTIONS: dict[type, Callable[[ShowControl, Any], Any]] = {
+    p.Say: lambda b, r: b.say(r.text, r.mode),
+    p.Interrupt: lambda b, r: b.interrupt(),
+    p.Skip: lambda b, r: b.skip(),
+    p.ChatPause: lambda b, r: b.chat_answering(False),
+    p.ChatResume: lambda b, r: b.chat_answering(True),
+    p.QueueList: lambda b, r: _listing(b.queue_list()),
+    p.QueueRemove: lambda b, r: b.queue_remove(r.item),
+    p.QueueMove: lambda b, r: b.queue_move(r.item, r.position),
+    p.ScriptStart: lambda b, r: b.script_start(r.script, r.segment),
+    p.ScriptStop: lambda b, r: b.script_stop(),
+    p.ScriptJump: lambda b, r: b.script_jump(r.script, r.segment),
+    p.AvatarSwitch: lambda b, r: b.switch_avatar(r.name),
+    p.PersonaSwitch: lambda b, r: b.switch_persona(r.name),
+    p.ReviewOn: lambda b, r: b.review_mode(True),
+    p.ReviewOff: lambda b, r: b.review_mode(False),
+    p.ReviewApprove: lambda b, r: b.review_approve(r.item, r.text),
+    p.ReviewReject: lambda b, r: b.review_reject(r.item),
+    p.State: lambda b, r: b.state(),
+}
+
+
+async def perform(backend: ShowControl, req: Any) -> Any:
+    """Carry out one show command on ``backend``; its result (raises ``ControlError``)."""
+    action = ACTIONS.get(type(req))
+    if action is None:
+        raise ControlError("unknown_command", f"{req.cmd} is not a show command")
+    return await _maybe(action(backend, req))
+
+
+class Session:
+    """One console's connection (see the module docstring); ``run`` serves it until it goes."""
+
+    def __init__(self, server: ControlServer, ws: ServerConnection, authed: bool) -> None:
+        self.server = server
+        self.ws = ws
+        self.authed = authed
+        self.failures = 0
+        self._dropped_before = 0
+        self._subs: list[Subscription] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def dropped(self) -> int:
+        """Events (not preview payloads) dropped because this console read too slowly."""
+        live = sum(s.dropped for s in self._subs if "preview" not in s.topics)
+        return self._dropped_before + live
+
+    async def run(self) -> None:
+        """Read and answer messages until the console goes (or fails to authenticate in time)."""
+        cfg = self.server.cfg
+        deadline = asyncio.get_running_loop().time() + cfg.auth_timeout_s
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(None if self.authed else deadline):
+                        message = await self.ws.recv()
+                except TimeoutError:
+                    await self.ws.close(1008, "authenticate first")
+                    return
+                reply, subscribed = await self.answer(message)
+                await self.ws.send(reply)
+                if subscribed:
+                    self._start_forwarding()
+                if self.failures >= cfg.max_auth_failures:
+                    await self.ws.close(1008, "too many failed authentications")
+                    return
+        except ConnectionClosed:
+            return
+
+    async def answer(self, message: str | bytes) -> tuple[str, bool]:  # noqa: PLR0911 (one reply per kind)
+        """The reply to one message, and whether it made a new subscription."""
+        server = self.server
+        rid: Any = None
+        try:
+            if isinstance(message, bytes):
+                raise p.ProtocolError("bad_frame", "binary frames are not accepted: send JSON text")
+            size = len(message.encode())
+            if size > server.cfg.max_message_bytes:
+                limit = server.cfg.max_message_bytes
+                raise p.ProtocolError("too_large", f"message of {size} bytes; at most {limit}")
+            req = p.parse_request(message)
+            rid = req.id
+            if isinstance(req, p.Auth):
+                return self._auth(req), False
+            if not self.authed:
+                self.failures += 1
+                server.counts["auth_failures"] += 1
+                raise ControlError("unauthorized", 'authenticate first: {"cmd": "auth", "token": "..."}')
+            if isinstance(req, p.Subscribe):
+                self._subscribe(req.topics)
+                return p.ok(rid, {"topics": req.topics}), True
+            if isinstance(req, p.Unsubscribe):
+                await self.stop_forwarding()
+                return p.ok(rid, {"topics": []}), False
+            if isinstance(req, p.Ping):
+                return p.ok(rid, {"pong": True}), False
+            result = await perform(server.backend, req)
+            server.counts["commands"] += 1
+            return p.ok(rid, result), False
+        except p.ProtocolError as exc:
+            server.counts["errors"] += 1
+            return p.error(exc.id, exc.code, exc.message), False
+        except ControlError as exc:
+            server.counts["errors"] += 1
+            return p.error(rid, exc.code, exc.message), False
+        except Exception as exc:
+            server.counts["errors"] += 1
+            log.exception("control: command failed")
+            return p.error(rid, "internal", f"{type(exc).__name__}: {exc}"), False
+
+    def _auth(self, req: p.Auth) -> str:
+        if self.server.check_token(req.token):
+            self.authed = True
+            return p.ok(req.id, {"authenticated": True})
+        self.failures += 1
+        self.server.counts["auth_failures"] += 1
+        left = self.server.cfg.max_auth_failures - self.failures
+        return p.error(req.id, "unauthorized", f"wrong token ({max(left, 0)} attempt(s) left)")
+
+    def _subscribe(self, topics: Sequence[str]) -> None:
+        self._dropped_before = self.dropped
+        hub = self.server.hub
+        for sub in self._subs:
+            hub.unsubscribe(sub)
+        self._subs.clear()
+        events = [t for t in topics if t != "preview"]
+        if events:
+            self._subs.append(hub.subscribe(events, self.server.cfg.subscriber_queue))
+        if "preview" in topics:
+            self._subs.append(hub.subscribe(["preview"], PREVIEW_QUEUE))
+
+    def _start_forwarding(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = [asyncio.create_task(self._forward(sub), name="control-events") for sub in self._subs]
+
+    async def stop_forwarding(self) -> None:
+        """Unsubscribe and end the forwarding tasks."""
+        self._dropped_before = self.dropped
+        for sub in self._subs:
+            self.server.hub.unsubscribe(sub)
+        self._subs.clear()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _forward(self, sub: Subscription) -> None:
+        told = 0
+        with contextlib.suppress(ConnectionClosed):
+            async for topic, data in sub:
+                if topic == "preview":
+                    if isinstance(data, bytes | bytearray | memoryview):
+                        await self.ws.send(bytes(data))
+                    continue
+                if sub.dropped > told:
+                    # said before the next event, so the console knows its view skipped something
+                    notice = {"count": sub.dropped - told, "total": sub.dropped}
+                    await self.ws.send(p.event("dropped", notice))
+                    told = sub.dropped
+                await self.ws.send(p.event(topic, data))
