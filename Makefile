@@ -23,12 +23,16 @@ test: system-test $(SAMPLE)
 bench: $(SAMPLE)
 	$(BIN)/python bench/program.py
 
+# python3-venv, and a font with Chinese glyphs for the captions and product cards
 system-run:
-	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { $(APT) update && $(APT) install -y python3-venv; }
+	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || [ ! -d /usr/share/fonts/opentype/noto ]; then \
+		$(APT) update && $(APT) install -y python3-venv fonts-noto-cjk; fi
 
+# nginx + the RTMP module (RTMP tests), Chromium (the dashboard test)
 system-test: system-run
-	@if ! command -v nginx >/dev/null || [ ! -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then \
-		$(APT) update && $(APT) install -y nginx-light libnginx-mod-rtmp; fi
+	@if ! command -v nginx >/dev/null || [ ! -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] \
+		|| ! command -v chromium >/dev/null; then \
+		$(APT) update && $(APT) install -y nginx-light libnginx-mod-rtmp chromium; fi
 
 $(BIN)/python: pyproject.toml | system-run
 	$(PYTHON) -m venv $(VENV)

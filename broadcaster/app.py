@@ -12,12 +12,22 @@ from pathlib import Path
 from typing import Any
 
 from broadcaster.config import Config, ConfigError, OutputConfig, RecordOutputConfig, RtmpOutputConfig
+from broadcaster.control.hub import EventHub
+from broadcaster.control.preview import PreviewSink
+from broadcaster.control.server import ControlServer
+from broadcaster.control.settings import TokenError, load_token
 from broadcaster.control.status import StatusReporter
 from broadcaster.face.avatar import load_avatar
-from broadcaster.face.compositor import Compositor, make_background
+from broadcaster.face.backdrop import make_backdrop
+from broadcaster.face.compositor import Compositor
 from broadcaster.face.lipsync import create_lipsync
+from broadcaster.show.agenda import Agenda
+from broadcaster.show.console import Console, Switchboard
+from broadcaster.show.director import Director
+from broadcaster.show.presynth import chain_speaker, presynthesise
 from broadcaster.show.safety import RuleError
-from broadcaster.show.show import Show
+from broadcaster.show.schedule import ScheduleEntry, Scheduler
+from broadcaster.show.show import Show, load_library
 from broadcaster.store import Store, StoreError
 from broadcaster.stream.clock import ProgramClock, Timing
 from broadcaster.stream.encoder import AAC_FRAME, Encoder
@@ -29,6 +39,7 @@ from broadcaster.stream.program import Program
 from broadcaster.voice.pcm import read_audio
 from broadcaster.voice.speech_track import SpeechTrack
 from danmaku.desk import ChatDesk
+from danmaku.events import ChatEvent
 from danmaku.triage.text import TextRules, block_rules
 
 log = logging.getLogger("broadcaster")
@@ -81,6 +92,25 @@ def build_desk(cfg: Config, show: Show, store: Store) -> ChatDesk:
     return ChatDesk(cfg.chat, cfg.feeds, store, rules)
 
 
+class Stages(Switchboard):
+    """The compositor's preloaded avatars, switched by moderators."""
+
+    def __init__(self, compositor: Compositor) -> None:
+        self.compositor = compositor
+
+    def avatars(self) -> list[str]:
+        """The preloaded avatars."""
+        return sorted(self.compositor.stages)
+
+    def avatar(self) -> str:
+        """The avatar on air."""
+        return self.compositor.stage.name
+
+    def switch_avatar(self, name: str) -> None:
+        """Put ``name`` on air at the next tick."""
+        self.compositor.switch(name)
+
+
 class Broadcaster:
     """One live room's process: the program, the encoder and the outputs, and their order of shutdown."""
 
@@ -90,25 +120,43 @@ class Broadcaster:
         self.timing = Timing(cfg.program.fps, cfg.program.sample_rate)
         self.clock = ProgramClock(self.timing)
         size = cfg.program.size
-        background = make_background(size, cfg.program.background, cfg.base_dir)
         root = cfg.resolve(cfg.avatar.dir)
         names = dict.fromkeys([cfg.avatar.name, *cfg.avatar.preload])
         avatars = [load_avatar(root, name) for name in names]
         self.lipsync = create_lipsync(cfg, self.timing)
-        self.compositor = Compositor(size, background, avatars, cfg.avatar, self.lipsync)
+        try:
+            backdrop = make_backdrop(
+                size, cfg.program.background, cfg.base_dir, cfg.program.fps, cfg.program.background_video
+            )
+            self.compositor = Compositor(
+                size,
+                backdrop,
+                avatars,
+                cfg.avatar,
+                self.lipsync,
+                overlay=cfg.overlay,
+                chroma=cfg.avatar.chroma,
+                products_dir=cfg.resolve(cfg.show.library) / "products",
+                base_dir=cfg.base_dir,
+            )
+        except ValueError as exc:  # a missing overlay.font, an unreadable background picture or video
+            raise ConfigError(str(exc)) from exc
         self.speech = SpeechTrack(
             self.timing.sample_rate,
             self.timing.samples_per_tick,
             max_hold_ticks=self.timing.ticks(cfg.face.hold_ms / 1000),
             prepare=self.lipsync.prepare,
         )
-        self.show = Show(cfg, self.speech)
+        self.library = load_library(cfg)
+        self.show = Show(cfg, self.speech, self.library.catalog)
+        self.hub = EventHub()
+        self.preview = PreviewSink(self.hub, cfg.control, self.timing.fps) if cfg.control.enabled else None
         try:
             self.store = Store(cfg.resolve(cfg.store.path), cfg.store.synchronous)
         except StoreError as exc:
             raise ConfigError(f"store.path = {str(cfg.store.path)!r}: {exc}") from exc
         try:
-            self.desk = build_desk(cfg, self.show, self.store)
+            self._build_show(cfg)
         except BaseException:
             self.store.close()
             raise
@@ -132,11 +180,14 @@ class Broadcaster:
             )
         self._finished: asyncio.Event | None = None
         max_ticks = self.timing.ticks(options.seconds) if options.seconds is not None else None
+        sinks: list[Any] = [self.encoder] if self.encoder else []
+        if self.preview is not None:
+            sinks.append(self.preview)
         self.program = Program(
             self.clock,
             self.compositor,
             self.speech,
-            [self.encoder] if self.encoder else [],
+            sinks,
             lead_s=cfg.program.lead_ms / 1000,
             max_ticks=max_ticks,
             on_finished=self._program_finished,
@@ -145,10 +196,107 @@ class Broadcaster:
             self.program, self.encoder, self.outputs, self.lipsync, self.speech, self._show_stats
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._health_ticks = (0, 0.0)  # ticks at the last /healthz, and when (loop time)
         # everything built so far lives as long as the process: keep it out of the collector's scans,
         # which otherwise grow with it and cost the chat path a few percent
         gc.collect()
         gc.freeze()
+
+    def _build_show(self, cfg: Config) -> None:
+        """The chat desk, the director and its console, the schedule and the control server."""
+        self.desk = build_desk(cfg, self.show, self.store)
+        self.desk.on_decision = self._triaged
+        self.director = Director(
+            self.show,
+            Agenda(self.store),
+            self.hub,
+            cfg.show.fillers,
+            library=self.library,
+            desk=self.desk,
+            card=self.compositor,
+            resume_after_s=cfg.show.resume_after_s,
+            boundary_s=cfg.show.boundary_s,
+        )
+        self.director.review = cfg.show.review
+        self.scheduler = Scheduler(cfg.schedule, self._scheduled, timezone=cfg.show.schedule_timezone)
+        personas = {cfg.persona.name: cfg.persona, **cfg.personas}
+        self.console = Console(self.director, personas, Stages(self.compositor), self.scheduler)
+        self.control: ControlServer | None = None
+        if cfg.control.enabled:
+            try:
+                token = load_token(cfg.control, cfg.base_dir)
+            except TokenError as exc:
+                raise ConfigError(f"control: {exc}") from exc
+            self.control = ControlServer(
+                cfg.control,
+                self.console,
+                self.hub,
+                token,
+                health=self._health,
+                stats=self._figures,
+                preview=self.preview,
+            )
+
+    def _triaged(self, seq: int, event: ChatEvent, decision: str, reason: str) -> None:
+        if self.hub.wants("triage"):
+            self.hub.publish(
+                "triage",
+                {
+                    "seq": seq,
+                    "platform": event.platform,
+                    "kind": event.kind,
+                    "user": event.user.name,
+                    "text": event.text[:200],
+                    "decision": decision,
+                    "reason": reason,
+                },
+            )
+
+    async def _scheduled(self, entry: ScheduleEntry) -> None:
+        source = f"schedule:{entry.label}"
+        if entry.script:
+            await self.console.queue_script(entry.script, entry.segments, source)
+        elif entry.say:
+            await self.console.announce(entry.say, source)
+
+    def _figures(self) -> dict[str, Any]:
+        """What /metrics serves: the run summary with the live lead and encoder queue."""
+        out = self.status.summary()
+        out["lead_ms"] = round(self.program.stats.lead_s * 1000, 1)
+        if self.encoder is not None:
+            out["encoder"]["queued"] = self.encoder.queued
+        return out
+
+    def _health(self) -> dict[str, dict[str, Any]]:
+        """Each component's state for /healthz."""
+        ticks = self.program.stats.ticks
+        then, self._health_ticks = self._health_ticks, (ticks, asyncio.get_running_loop().time())
+        moving = ticks > then[0] or (self._health_ticks[1] - then[1]) < 1.0
+        out: dict[str, dict[str, Any]] = {
+            "program": {"ok": moving, "state": "ticking" if moving else "stalled", "ticks": ticks},
+            "director": {
+                "ok": all(not t.done() for t in self.director.tasks),
+                "state": "on air" if self.director.stack else "idle",
+                **self.director.stats(),
+            },
+            "store": {
+                "ok": True,
+                "state": "open",
+                "commits": self.store.commits,
+                "failures": self.store.failures,
+            },
+        }
+        if self.encoder is not None:
+            out["encoder"] = {"ok": True, "state": "encoding", "dropped": self.encoder.stats.dropped}
+        for output in self.outputs:
+            state = output.stats.state
+            out[f"output:{output.name}"] = {
+                "ok": state == "live" or state.startswith("recording"),
+                "state": state,
+            }
+        for name, feed in self.desk.stats()["feeds"].items():
+            out[f"feed:{name}"] = {"ok": feed["state"] not in ("backoff", "closed"), "state": feed["state"]}
+        return out
 
     def _packets(self, seconds: float) -> int:
         return int(seconds * (self.timing.fps + self.timing.sample_rate / AAC_FRAME)) + 1
@@ -167,7 +315,7 @@ class Broadcaster:
         )
 
     def _show_stats(self) -> dict[str, Any]:
-        return {**self.show.stats(), "chat": self.desk.stats()}
+        return {**self.show.stats(), "chat": self.desk.stats(), "director": self.director.stats()}
 
     def _program_finished(self) -> None:
         if self._loop is not None and self._finished is not None:
@@ -186,6 +334,8 @@ class Broadcaster:
         """Run until ``--for`` elapses or a signal arrives; returns the run's summary."""
         self._loop = asyncio.get_running_loop()
         self._finished = asyncio.Event()
+        self.hub.bind(self._loop)
+        self._health_ticks = (0, self._loop.time())
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 self._loop.add_signal_handler(sig, self.stop)
@@ -193,6 +343,8 @@ class Broadcaster:
             output.start()
         if self.encoder is not None:
             self.encoder.start()
+        if self.preview is not None:
+            self.preview.start()
         self.program.start()
         log.info(
             "on air: %dx%d at %d fps, %d output(s)",
@@ -200,37 +352,58 @@ class Broadcaster:
             self.timing.fps,
             len(self.outputs),
         )
-        await self.desk.start()
-        reporter = asyncio.create_task(self._report())
-        performing = asyncio.create_task(self._perform())
+        tasks = [asyncio.create_task(self._report())]
         try:
+            await self.desk.start()
+            await self.director.start()
+            self.scheduler.start()
+            if self.control is not None:
+                await self.control.start()
+            tasks.append(asyncio.create_task(self._perform()))
+            tasks.append(asyncio.create_task(self._library()))
             await self._finished.wait()
         finally:
-            for task in (reporter, performing):
+            for task in tasks:
                 task.cancel()
             # whatever a task died of (logged by it), the outputs, the model and the store still close
-            await asyncio.gather(reporter, performing, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self._shutdown()
         return self.status.summary()
 
+    async def _library(self) -> None:
+        """Pre-synthesise the scripts into the audio cache, then follow edits of the library."""
+        speak = chain_speaker(self.show.chain)
+
+        def sentences(text: str) -> list[str]:
+            return self.show.host.sentences(text, "script")
+
+        async def changed(ids: set[str], removed: set[str]) -> None:
+            self.show.use_catalog(self.library.catalog)
+            if ids:
+                await presynthesise(self.library, sentences, speak, script_ids=ids)
+
+        if self.cfg.voice.cache.enabled:
+            try:
+                await presynthesise(self.library, sentences, speak)
+            except Exception:
+                log.exception("scripts: pre-synthesis stopped; lines are synthesised when they air")
+        await self.library.watch(changed, interval_s=self.cfg.show.reload_interval_s)
+
     async def _perform(self) -> None:
-        """The ``--say`` lines, then the chat lane: the paced chat candidates, one at a time."""
+        """Queue the ``--say`` lines and post the ``--chat`` comments; warm the LLM when chat is coming."""
         warming = None
         if self.cfg.chat.answer and (self.options.chat or any(f.type != "local" for f in self.cfg.feeds)):
             # chat is on its way: have the model ready (loaded, prompt read) before the first comment
             warming = asyncio.create_task(self._warm_llm())
         try:
-            await self.show.read(self.options.say)
+            for line in self.options.say:
+                await self.console.say(line, "next")
             for name, text in self.options.chat:
                 await self.desk.local_feed().submit(name, text)
         except Exception:
             log.exception("the --say/--chat items stopped; the program goes on")
-        try:
-            await self._chat_lane()
-        finally:
-            if warming is not None:
-                warming.cancel()
-                await asyncio.gather(warming, return_exceptions=True)
+        if warming is not None:
+            await asyncio.gather(warming, return_exceptions=True)
 
     async def _warm_llm(self) -> None:
         try:
@@ -238,27 +411,19 @@ class Broadcaster:
         except Exception as exc:
             log.error("the LLM did not start (tried again at the first comment): %s", exc)
 
-    async def _chat_lane(self) -> None:
-        while True:
-            try:
-                candidate = await self.desk.next()
-            except Exception:
-                log.exception("the chat queue failed; trying again in a second")
-                await asyncio.sleep(1.0)
-                continue
-            try:
-                why_not = await self.show.answer(candidate, self.cfg.chat)
-            except Exception:
-                log.exception("chat %s not said; the program goes on", candidate.kind)
-                why_not = "error"
-            self.desk.done(candidate, why_not is None, why_not or "")
-
     async def _shutdown(self) -> None:
+        if self.control is not None:
+            await self.control.close()
+        await self.scheduler.stop()
+        await self.director.close()
         await self.desk.close()
         await self.show.close()
+        self.hub.close()
         self.program.stop()
         await asyncio.to_thread(self.program.join, 10.0)
         await asyncio.to_thread(self.lipsync.close)
+        if self.preview is not None:
+            await asyncio.to_thread(self.preview.close)
         if self.encoder is not None:
             await asyncio.to_thread(self.encoder.close, 20.0)
         for output in self.outputs:

@@ -113,7 +113,7 @@ def _check(cfg: Config) -> None:
     chain = _check_show(cfg)
     bg = cfg.program.background
     if not bg.startswith("#") and not cfg.resolve(bg).is_file():
-        raise ConfigError(f"program.background = {bg!r}: no image at {cfg.resolve(bg)}")
+        raise ConfigError(f"program.background = {bg!r}: no image or video at {cfg.resolve(bg)}")
     print(
         f"config OK: {cfg.program.resolution} {cfg.program.fps} fps, avatar {avatar.name!r} "
         f"({avatar.manifest.kind}), lip-sync {cfg.face.lipsync}, voice {' > '.join(chain)}, "
@@ -124,10 +124,10 @@ def _check(cfg: Config) -> None:
 def _check_show(cfg: Config) -> list[str]:
     """Load the product facts and safety lists and open every TTS engine once; returns the chain."""
     from broadcaster.show.safety import RuleError, SafetyFilter  # noqa: PLC0415
-    from broadcaster.show.show import build_catalog, build_chain  # noqa: PLC0415
+    from broadcaster.show.show import build_chain, load_library  # noqa: PLC0415
     from danmaku.triage.text import block_rules  # noqa: PLC0415
 
-    catalog = build_catalog(cfg)
+    catalog = load_library(cfg).catalog
     try:
         SafetyFilter.from_config(cfg, catalog)
     except RuleError as exc:

@@ -13,6 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from broadcaster.control.settings import ControlConfig
+from broadcaster.face.look import BackgroundVideoConfig, ChromaConfig, OverlayConfig
+from broadcaster.show.schedule import ScheduleEntry, zone
 from danmaku.config import ChatConfig
 from danmaku.feeds import FeedConfigs
 
@@ -37,13 +40,14 @@ class ProgramConfig(_Section):
     sample_rate: Literal[48000] = 48000
     lead_ms: int = Field(300, ge=80, le=2000)
     background: str = "#1f2430"
+    background_video: BackgroundVideoConfig = BackgroundVideoConfig()
     status_interval_s: float = Field(10.0, gt=0, le=3600)
 
     @field_validator("background")
     @classmethod
     def _background(cls, value: str) -> str:
         if value.startswith("#") and not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
-            raise ValueError("a colour is #rrggbb; anything else is taken as an image path")
+            raise ValueError("a colour is #rrggbb; anything else is taken as an image or video path")
         return value
 
     @property
@@ -70,6 +74,7 @@ class AvatarConfig(_Section):
     align: Literal["left", "center", "right"] = "center"
     preload: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], ...] = ()
     idle: IdleConfig = IdleConfig()
+    chroma: ChromaConfig = ChromaConfig()
 
 
 class ClassicConfig(_Section):
@@ -244,10 +249,20 @@ class ShowConfig(_Section):
     """`[show]`: where the scripted talks and product facts live, and how the director runs the show."""
 
     library: Path = Path("scripts_library")
+    # IANA zone of the schedule's cron/at/start times ("" = the machine's local zone)
+    schedule_timezone: str = ""
+    reload_interval_s: float = Field(1.0, ge=0.2, le=60.0)
     review: bool = False
     resume_after_s: float = Field(4.0, ge=0.0, le=600.0)
     boundary_s: float = Field(0.6, ge=0.1, le=5.0)
     fillers: FillerConfig = FillerConfig()
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if value:
+            zone(value)  # ValueError: not an IANA time zone
+        return value
 
 
 class VideoEncoding(_Section):
@@ -346,6 +361,9 @@ class Config(_Section):
     feeds: list[FeedConfigs] = Field(default_factory=list)
     store: StoreConfig = StoreConfig()
     outputs: list[OutputConfig] = Field(default_factory=list)
+    schedule: list[ScheduleEntry] = Field(default_factory=list)
+    control: ControlConfig = ControlConfig()
+    overlay: OverlayConfig = OverlayConfig()
     log: LogConfig = LogConfig()
     base_dir: Path = Field(Path(), exclude=True)
 

@@ -169,6 +169,13 @@ class Console:
         self.director.publish_queue()
         return item
 
+    async def announce(self, text: str, source: str) -> Item:
+        """Queue a line in the script lane (a scheduled announcement): after replies, before fillers."""
+        item = await self.agenda.add("script", "say", text, source=source)
+        self.director.wake()
+        self.director.publish_queue()
+        return item
+
     async def script_stop(self) -> dict[str, Any]:
         """Stop the script on air (its place is kept) and drop the queued runs."""
         removed = []

@@ -27,9 +27,10 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from broadcaster.control.hub import EventHub
+from broadcaster.latency import RecentLatency
 from broadcaster.show.agenda import LANES, Agenda, Item, Lane, Place, now_ms
 from broadcaster.show.host import Source
 from broadcaster.voice.speaker import Gate, Speech
@@ -48,11 +49,19 @@ POLL_S = 0.02  # how often a boundary looks whether the sentence before it went 
 Cut = Literal["", "interrupt", "skip", "stop", "jump", "now"]
 
 
-class CardHolder:
-    """Where the director shows a product card (the compositor); a no-op without one."""
+class CardHolder(Protocol):
+    """Where the director shows a product card (the compositor)."""
 
     def show_card(self, product: Any) -> None:
         """Show ``product``'s card, or none."""
+        ...
+
+
+class NoCard:
+    """No picture to put a card on (tests, a show without a compositor)."""
+
+    def show_card(self, product: Any) -> None:
+        """Nothing to do."""
 
 
 @dataclass(eq=False)
@@ -64,6 +73,7 @@ class Airing:
     candidate: Candidate | None = None
     task: asyncio.Task[None] | None = None
     cut: Cut = ""
+    aired: bool = False  # its first sentence went on air
     script: str = ""
     segment: str = ""
     started_ms: int = field(default_factory=now_ms)
@@ -103,7 +113,7 @@ class Director:
         self.fillers = fillers
         self.library = library
         self.desk = desk
-        self.card = card or CardHolder()
+        self.card: CardHolder = card or NoCard()
         self.resume_after_s = resume_after_s
         self.boundary_s = boundary_s
         self.stack: list[Airing] = []
@@ -113,6 +123,8 @@ class Director:
         self.on_air_text = ""
         self.said = 0
         self.closing = False
+        self.cuts = 0
+        self.reply_latency = RecentLatency()  # comment received → its reply's first sentence on air (ms)
         self.fillers_played = 0
         self._chat_taken = asyncio.Event()
         self._chat_free = asyncio.Event()
@@ -121,7 +133,7 @@ class Director:
         self._quiet_since = time.monotonic()
         self._filler_lines = itertools.cycle(range(max(1, len(fillers.lines))))
         self._filler_scripts = 0
-        self._tasks: list[asyncio.Task[None]] = []
+        self.tasks: list[asyncio.Task[None]] = []
         self.on_review: Callable[[Candidate], Any] | None = None  # the console composes review replies
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -134,9 +146,9 @@ class Director:
         queued = self.agenda.queued()
         if queued:
             log.info("director: resuming a queue of %d item(s)", len(queued))
-        self._tasks.append(asyncio.create_task(self._run(), name="director"))
+        self.tasks.append(asyncio.create_task(self._run(), name="director"))
         if self.desk is not None:
-            self._tasks.append(asyncio.create_task(self._intake(), name="director-chat"))
+            self.tasks.append(asyncio.create_task(self._intake(), name="director-chat"))
         self.publish_queue()
 
     async def close(self) -> None:
@@ -146,10 +158,10 @@ class Director:
         comment taken but not answered is answered then (the chat log still has it queued).
         """
         self.closing = True
-        for task in self._tasks:
+        for task in self.tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
 
     def wake(self) -> None:
         """Something was queued: look at the lanes now."""
@@ -406,7 +418,8 @@ class Director:
         speech.announced = index
         if started is not None:
             started(index + len(speech.unspoken))
-        self._publish_on_air(airing, sentence.text)
+        began = sentence.utterances[0].started_at if sentence.utterances else None
+        self._publish_on_air(airing, sentence.text, began)
 
     async def _near_end(self, speech: Speech) -> None:
         """Wait until the last sentence queued has at most ``boundary_s`` left to play.
@@ -448,6 +461,7 @@ class Director:
         if task is None or task.done():
             return False
         task.cancel()
+        self.cuts += 1
         self.show.speaker.track.drop()  # what is heard stops at the next tick, even audio already queued
         return True
 
@@ -458,10 +472,16 @@ class Director:
             await self.agenda.set_state(item, state, reason=reason)
             self.publish_queue()
 
-    def _publish_on_air(self, airing: Airing | None, text: str) -> None:
+    def _publish_on_air(self, airing: Airing | None, text: str, started: float | None = None) -> None:
+        """Announce the sentence on air; ``at_ms``: when its first tick entered the program (wall ms)."""
+        at_ms = now_ms() if started is None else now_ms() - int((time.monotonic() - started) * 1000)
         self.on_air_text = text
         lane: Lane = airing.lane if airing is not None else "filler"
         item = airing.item if airing is not None else None
+        if airing is not None and not airing.aired and text:
+            airing.aired = True
+            if airing.candidate is not None:
+                self.reply_latency.add(at_ms - airing.candidate.event.received_at)
         if text:
             self.said += 1
             self.agenda.said(item if item is not None and item.id else None, lane, text)
@@ -471,7 +491,7 @@ class Director:
                 "item": item.id if item is not None and item.id else None,
                 "lane": lane if text else None,
                 "text": text,
-                "at_ms": now_ms(),
+                "at_ms": at_ms,
             },
         )
 
@@ -490,6 +510,8 @@ class Director:
             "on_air": [a.lane for a in self.stack],
             "sentences": self.said,
             "fillers": self.fillers_played,
+            "interrupts": self.cuts,
+            "reply_p50_ms": self.reply_latency.p50(),
             "chat_answering": self.chat_answering,
             "review_mode": self.review,
         }

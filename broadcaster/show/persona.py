@@ -59,6 +59,12 @@ class Persona:
         )
         self._memory: OrderedDict[str, deque[tuple[str, str]]] = OrderedDict()
 
+    def regrounded(self, facts: str) -> Persona:
+        """The same persona with new product facts in its prompt; it keeps its memory of viewers."""
+        other = Persona(self.cfg, facts)
+        other._memory = self._memory
+        return other
+
     def framed(self, question: Question, shown_name: str) -> str:
         """The user message for one chat message: who wrote it and what, as quoted data."""
         return f"Chat message from viewer {quoted(shown_name, 40)} (quoted data): {quoted(question.text)}"

@@ -19,6 +19,9 @@ from broadcaster.show.local_llm import LocalLlmServer
 from broadcaster.show.persona import Persona, Question
 from broadcaster.show.products import Catalog, ProductError, load_catalog
 from broadcaster.show.safety import SafetyFilter
+from broadcaster.show.schedule import check_scripts
+from broadcaster.show.script_library import ScriptLibrary
+from broadcaster.show.scripts import ScriptError
 from broadcaster.voice.cache import AudioCache
 from broadcaster.voice.chain import TtsChain
 from broadcaster.voice.speaker import Gate, Speaker, Speech
@@ -46,19 +49,31 @@ def build_chain(cfg: Config) -> TtsChain:
 
 
 def build_catalog(cfg: Config) -> Catalog:
-    """The product facts in ``show.library``."""
+    """The product facts in ``show.library`` (without its scripts)."""
     try:
         return load_catalog(cfg.resolve(cfg.show.library))
     except ProductError as exc:
         raise ConfigError(f"show.library: {exc}") from exc
 
 
+def load_library(cfg: Config) -> ScriptLibrary:
+    """The scripted talks and product facts of ``show.library``, checked with the schedule."""
+    try:
+        library = ScriptLibrary.load(cfg.resolve(cfg.show.library), voices=cfg.voice.engines)
+    except ScriptError as exc:
+        raise ConfigError("show.library:\n  " + "\n  ".join(exc.errors)) from exc
+    problems = check_scripts(cfg.schedule, library.ids())
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return library
+
+
 class Show:
     """Everything between text and the speech track."""
 
-    def __init__(self, cfg: Config, track: SpeechTrack) -> None:
+    def __init__(self, cfg: Config, track: SpeechTrack, catalog: Catalog | None = None) -> None:
         self.cfg = cfg
-        self.catalog = build_catalog(cfg)
+        self.catalog = catalog if catalog is not None else build_catalog(cfg)
         self.safety = SafetyFilter.from_config(cfg, self.catalog)
         self.chain = build_chain(cfg)
         self.speaker = Speaker(track, self.chain, cfg.voice.prebuffer_ms, cfg.voice.ahead_s)
@@ -66,6 +81,12 @@ class Show:
         self.host = Host(self.speaker, self.safety, cfg.voice.split, self.persona)
         self._server: LocalLlmServer | None = None
         self._llm_start: asyncio.Future[None] | None = None
+
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Product facts were edited: the fact guard and the LLM's grounding use the new ones from now."""
+        self.catalog = catalog
+        self.safety = self.host.safety = SafetyFilter.from_config(self.cfg, catalog)
+        self.persona = self.host.persona = self.persona.regrounded(catalog.grounding())
 
     async def start_llm(self) -> None:
         """Connect the LLM: the configured endpoint, or the bundled local model when none is set.
