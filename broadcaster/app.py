@@ -243,12 +243,13 @@ class Broadcaster:
                 "triage",
                 {
                     "seq": seq,
-                    "platform": event.platform,
-                    "kind": event.kind,
-                    "user": event.user.name,
-                    "text": event.text[:200],
-                    "decision": decision,
-                    "reason": reason,
+                    "event": {
+                        "platform": event.platform,
+                        "kind": event.kind,
+                        "user": {"name": event.user.name},
+                        "text": event.text[:200],
+                    },
+                    "verdict": {"decision": decision, "reason": reason},
                 },
             )
 
@@ -358,7 +359,16 @@ class Broadcaster:
             await self.director.start()
             self.scheduler.start()
             if self.control is not None:
-                await self.control.start()
+                try:
+                    await self.control.start()
+                except OSError as exc:  # the port is taken: the show goes on without its console
+                    log.error(
+                        "control: cannot listen on %s:%d (%s); the show runs without its console",
+                        self.cfg.control.host,
+                        self.cfg.control.port,
+                        exc,
+                    )
+                    self.control = None
             tasks.append(asyncio.create_task(self._perform()))
             tasks.append(asyncio.create_task(self._library()))
             await self._finished.wait()

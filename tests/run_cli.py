@@ -38,7 +38,7 @@ def start(avatar_root: Path, *args: str) -> subprocess.Popen[str]:
         command(
             "run",
             *("--set", f'avatar.dir="{avatar_root}"', "--set", "outputs=[]"),
-            *("--set", f'store.path="{store}"'),
+            *("--set", f'store.path="{store}"', "--set", "control.port=0"),
             *args,
         ),
         cwd=ROOT,

@@ -76,7 +76,7 @@ def test_lines_and_chat_replies_are_spoken_on_the_program(avatar_root: Path, tmp
     done = finish(
         start(
             avatar_root,
-            *("--for", "20", "--output", str(target)),
+            *("--for", "30", "--output", str(target)),
             *("--set", f'voice.cache.dir="{tmp_path / "tts"}"', "--set", "llm.local_threads=1"),
             *("--say", "欢迎来到直播间！加我微信abc12345领券。西湖龙井今天99.9元一罐。"),
             *("--chat", "amy: What tea is this?"),

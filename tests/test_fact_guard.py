@@ -4,7 +4,7 @@ import pytest
 
 from broadcaster.show.fact_guard import FactGuard
 from broadcaster.show.figures import claims
-from broadcaster.show.products import Catalog, Product, fold, load_catalog
+from broadcaster.show.products import Catalog, Faq, Product, fold, load_catalog
 from broadcaster.show.safety import SafetyFilter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,8 +170,6 @@ def test_the_prompt_injection_case_end_to_end() -> None:
 
 
 def test_selling_points_and_faq_answers_are_documented() -> None:
-    from broadcaster.show.products import Faq
-
     cup = Product(
         id="cup",
         name="保温杯",

@@ -1,1 +1,1 @@
-"""Control: the status line now; the moderator API, health and metrics later."""
+"""Control: the moderator console (WebSocket API, dashboard, preview), /healthz, /metrics, the status line."""

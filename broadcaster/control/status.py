@@ -71,6 +71,13 @@ class StatusReporter:
                     for name, f in chat["feeds"].items()
                 )
                 parts.append(f"chat queued={chat['queued']} {feeds}".rstrip())
+            director = show.get("director")
+            if director is not None:
+                lanes = "/".join(str(director["queued"][lane]) for lane in ("moderator", "chat", "script"))
+                parts.append(
+                    f"director on_air={'>'.join(director['on_air']) or '-'} queued(m/c/s)={lanes}"
+                    f" review={director['review']}"
+                )
         if self.encoder is not None:
             parts.append(f"encoder q={self.encoder.queued} drop={self.encoder.stats.dropped}")
         parts.extend(o.status() for o in self.outputs)

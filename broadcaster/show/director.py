@@ -34,6 +34,7 @@ from broadcaster.latency import RecentLatency
 from broadcaster.show.agenda import LANES, Agenda, Item, Lane, Place, now_ms
 from broadcaster.show.host import Source
 from broadcaster.voice.speaker import Gate, Speech
+from broadcaster.voice.speech_track import Utterance
 from danmaku.triage.candidate import Candidate
 
 if TYPE_CHECKING:
@@ -418,8 +419,8 @@ class Director:
         speech.announced = index
         if started is not None:
             started(index + len(speech.unspoken))
-        began = sentence.utterances[0].started_at if sentence.utterances else None
-        self._publish_on_air(airing, sentence.text, began)
+        first = sentence.utterances[0] if sentence.utterances else None
+        self._publish_on_air(airing, sentence.text, first)
 
     async def _near_end(self, speech: Speech) -> None:
         """Wait until the last sentence queued has at most ``boundary_s`` left to play.
@@ -472,8 +473,13 @@ class Director:
             await self.agenda.set_state(item, state, reason=reason)
             self.publish_queue()
 
-    def _publish_on_air(self, airing: Airing | None, text: str, started: float | None = None) -> None:
-        """Announce the sentence on air; ``at_ms``: when its first tick entered the program (wall ms)."""
+    def _publish_on_air(self, airing: Airing | None, text: str, first: Utterance | None = None) -> None:
+        """Announce the sentence on air.
+
+        ``at_ms``: when its first tick entered the program (wall ms); ``tick``: that tick's number (its
+        place on the program clock).
+        """
+        started = first.started_at if first is not None else None
         at_ms = now_ms() if started is None else now_ms() - int((time.monotonic() - started) * 1000)
         self.on_air_text = text
         lane: Lane = airing.lane if airing is not None else "filler"
@@ -492,6 +498,7 @@ class Director:
                 "lane": lane if text else None,
                 "text": text,
                 "at_ms": at_ms,
+                "tick": first.start_tick if first is not None else None,
             },
         )
 
