@@ -410,8 +410,8 @@ class Director:
             return
         index = len(speech.sentences) - 1
         sentence = speech.sentences[index]
-        if sentence.utterances:
-            first = sentence.utterances[0]
+        first = sentence.utterances[0] if sentence.utterances else None
+        if first is not None:
             while first.start_tick is None and not first.done.is_set():  # noqa: ASYNC110
                 await asyncio.sleep(POLL_S)  # the render thread starts it; there is no loop event to await
         if speech.announced >= index:
@@ -419,7 +419,6 @@ class Director:
         speech.announced = index
         if started is not None:
             started(index + len(speech.unspoken))
-        first = sentence.utterances[0] if sentence.utterances else None
         self._publish_on_air(airing, sentence.text, first)
 
     async def _near_end(self, speech: Speech) -> None:
