@@ -255,6 +255,9 @@ class Broadcaster:
 
     async def _scheduled(self, entry: ScheduleEntry) -> None:
         source = f"schedule:{entry.label}"
+        if any(item.source == source for item in self.director.agenda.items.values()):
+            log.info("schedule: %s is still queued or on air from its last run; this run is skipped", source)
+            return
         if entry.script:
             await self.console.queue_script(entry.script, entry.segments, source)
         elif entry.say:

@@ -97,6 +97,7 @@ class Rig:
 
 def library_folder(tmp_path: Path, scripts: dict[str, str]) -> Path:
     folder = tmp_path / "library"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ROOT / "scripts_library" / "products", folder / "products")
     (folder / "scripts").mkdir(parents=True)
     for name, text in scripts.items():
@@ -104,11 +105,13 @@ def library_folder(tmp_path: Path, scripts: dict[str, str]) -> Path:
     return folder
 
 
-def talk(script_id: str, *segments: list[str], rotation: str = "sequential") -> str:
-    """A script file: one ``[[segments]]`` per list of sentences."""
+def talk(script_id: str, *segments: list[str], rotation: str = "sequential", pause: float = 0.0) -> str:
+    """A script file: one ``[[segments]]`` per list of sentences (``pause``: seconds after each)."""
     out = [f'id = "{script_id}"', 'language = "en"', f'rotation = "{rotation}"']
     for i, sentences in enumerate(segments, 1):
         out += ["[[segments]]", f'id = "s{i}"', f"text = {json.dumps(' '.join(sentences))}"]
+        if pause:
+            out.append(f"pause_after_s = {pause}")
     return "\n".join(out) + "\n"
 
 

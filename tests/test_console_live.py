@@ -102,12 +102,15 @@ async def test_a_moderator_runs_the_show_from_the_dashboard(avatar_root: Path, t
             await page.get_by_test_id("script-start").click()
             on_air = page.get_by_test_id("on-air")
             await pw_api.expect(on_air).not_to_have_text("", timeout=WAIT_MS)
-            await page.get_by_test_id("say-text").fill("A word from the moderator.")
-            await page.get_by_test_id("say-next").click()
+            # two "say next" lines: the first waits for the talk's sentence, the second for the first line
+            # (a moderator line is never cut by another), so it is seen waiting in the queue
+            for line in ("A word from the moderator.", "And a second word from the moderator."):
+                await page.get_by_test_id("say-text").fill(line)
+                await page.get_by_test_id("say-next").click()
             queue = page.get_by_test_id("queue")
-            await pw_api.expect(queue).to_contain_text("A word from the moderator.", timeout=WAIT_MS)
-            await pw_api.expect(on_air).to_have_text("A word from the moderator.", timeout=WAIT_MS)
-            await pw_api.expect(queue).not_to_contain_text("A word from the moderator.", timeout=WAIT_MS)
+            await pw_api.expect(queue).to_contain_text("And a second word", timeout=WAIT_MS)
+            await pw_api.expect(on_air).to_have_text("And a second word from the moderator.", timeout=WAIT_MS)
+            await pw_api.expect(queue).not_to_contain_text("moderator", timeout=WAIT_MS)
 
             # "say now" cuts in at once
             await page.get_by_test_id("say-text").fill("Breaking news from the studio.")

@@ -182,3 +182,69 @@ async def test_fillers_keep_the_room_alive(tmp_path: Path) -> None:
     async with rig(tmp_path, {}, *overrides, speed=8.0) as r:
         heard = await r.heard(lambda h: len(h) >= 3)
         assert heard[:3] == [*lines, lines[0]]
+
+
+async def test_an_interrupt_cuts_the_last_sentence_of_an_item(tmp_path: Path) -> None:
+    async with rig(tmp_path, SCRIPTS) as r:
+        await r.console.say(" ".join(A[:2]), "next")
+        await r.heard(lambda h: A[1] in h)
+        assert not r.director.stack or r.director.stack[0].item is not None
+        assert (await r.console.interrupt())["cut"]
+        await asyncio.sleep(0.3)
+        assert A[1] in r.player.cut, "the sentence still playing was cut"
+        assert r.show.speaker.track.pending_samples == 0
+
+
+async def test_a_skip_during_a_pause_does_not_skip_an_unheard_segment(tmp_path: Path) -> None:
+    scripts = {"alpha": talk("alpha", A[:1], A[1:2], A[2:3], pause=3.0)}
+    async with rig(tmp_path, scripts, speed=2.0) as r:
+        await r.console.script_start("alpha")
+        await r.heard(lambda h: A[0] in h)
+        await asyncio.sleep(1.0)  # the sentence ends; its pause begins
+        await r.console.skip()
+        heard = await r.heard(lambda h: A[1] in h or A[2] in h)
+        assert heard[-1] == A[1], heard
+
+
+async def test_a_reply_waiting_for_review_survives_a_restart_without_a_second_answer(tmp_path: Path) -> None:
+    llm = ScriptedLlm(tokens(REPLY[:1]))
+    url = await llm.start()
+    store = tmp_path / "show.sqlite3"
+    try:
+        async with rig(tmp_path / "one", SCRIPTS, llm_url=url, chat=True, store_path=store) as r:
+            await r.console.review_mode(True)
+            await r.comment("amy", "how much is it?")
+            for _ in range(200):
+                if r.console.state()["review"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(r.console.state()["review"]) == 1
+        async with rig(tmp_path / "two", SCRIPTS, llm_url=url, chat=True, store_path=store) as r:
+            await asyncio.sleep(1.5)
+            state = r.console.state()
+            assert state["review_mode"] is True, "review mode stays on after a restart"
+            assert len(state["review"]) == 1
+            assert r.player.heard == [] and len(llm.requests) == 1, "the comment is not answered again"
+            await r.console.review_approve(state["review"][0]["id"])
+            await r.heard(lambda h: REPLY[0] in h)
+    finally:
+        await llm.close()
+
+
+async def test_stopping_a_script_never_cuts_the_reply_nested_in_it(tmp_path: Path) -> None:
+    llm = ScriptedLlm(tokens(REPLY), first_token_s=0.05, token_s=0.01)
+    url = await llm.start()
+    try:
+        async with rig(tmp_path, SCRIPTS, llm_url=url, chat=True, speed=3.0) as r:
+            await r.console.script_start("alpha")
+            await r.heard(lambda h: A[0] in h)
+            await r.comment("bob", "is it fresh?")
+            await r.heard(lambda h: REPLY[0] in h)
+            assert (await r.console.script_stop())["stopped"]
+            heard = await r.heard(lambda h: REPLY[-1] in h)
+            await asyncio.sleep(1.0)
+            assert r.player.heard == heard and heard[-len(REPLY) :] == REPLY, heard
+            assert not r.player.cut, "nothing was cut"
+            assert r.console.queue_list() == []
+    finally:
+        await llm.close()

@@ -45,6 +45,10 @@ SCHEMA = (
         sentence INTEGER NOT NULL,
         updated_ms INTEGER NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS show_settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
     """CREATE TABLE IF NOT EXISTS on_air (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         at_ms INTEGER NOT NULL,
@@ -110,19 +114,22 @@ class Agenda:
         store.ensure(SCHEMA)
         self.items: dict[int, Item] = {}
         self.places: dict[str, Place] = {}
+        self.settings: dict[str, Any] = {}
 
     async def load(self) -> list[Item]:
         """Read the open items and places (once, at start); items that were on air queue again first."""
 
-        def read(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        def read(conn: sqlite3.Connection) -> tuple[list[Any], list[Any], list[Any]]:
             items = conn.execute(
                 "SELECT id, lane, kind, text, args, state, rank, source, created_ms FROM show_items "
                 "WHERE state IN ('queued', 'review', 'on_air') ORDER BY id"
             ).fetchall()
             places = conn.execute("SELECT script, round, idx, sentence FROM script_places").fetchall()
-            return items, places
+            settings = conn.execute("SELECT key, value FROM show_settings").fetchall()
+            return items, places, settings
 
-        rows, places = await self.store.read(read)
+        rows, places, settings = await self.store.read(read)
+        self.settings = {key: json.loads(value) for key, value in settings}
         resumed = []
         for id_, lane, kind, text, args, state, rank, source, created in rows:
             item = Item(id_, lane, kind, text, json.loads(args), state, rank, source, created)
@@ -184,16 +191,14 @@ class Agenda:
         rank: float | None = None,
         text: str | None = None,
     ) -> None:
-        """Move an item on (``queued`` → ``on_air`` → ``done``...); closed items leave memory."""
-        item.state = state
-        if rank is not None:
-            item.rank = rank
-        if text is not None:
-            item.text = text
+        """Move an item on (``queued`` → ``on_air`` → ``done``...); closed items leave memory.
+
+        The store is written first: when the write fails the item is as it was, in memory too.
+        """
+        rank = item.rank if rank is None else rank
+        text = item.text if text is None else text
         args = json.dumps(item.args, ensure_ascii=False)
-        values = (state, item.rank, item.text, args, reason, now_ms(), item.id)
-        if state not in OPEN_STATES:
-            self.items.pop(item.id, None)
+        values = (state, rank, text, args, reason, now_ms(), item.id)
         await self.store.write(
             lambda c: c.execute(
                 "UPDATE show_items SET state = ?, rank = ?, text = ?, args = ?, reason = ?, updated_ms = ?"
@@ -201,6 +206,34 @@ class Agenda:
                 values,
             )
         )
+        item.state, item.rank, item.text = state, rank, text
+        if state not in OPEN_STATES:
+            self.items.pop(item.id, None)
+
+    async def remember(self, key: str, value: Any) -> None:
+        """Keep a switch (review mode) across restarts."""
+        encoded = json.dumps(value)
+        await self.store.write(
+            lambda c: c.execute(
+                "INSERT INTO show_settings (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, encoded),
+            )
+        )
+        self.settings[key] = value
+
+    async def prune(self, days: float) -> int:
+        """Delete closed items and on-air lines older than ``days``; returns the rows deleted."""
+        cutoff = now_ms() - int(days * 86_400_000)
+
+        def delete(conn: sqlite3.Connection) -> int:
+            items = conn.execute(
+                "DELETE FROM show_items WHERE updated_ms < ? AND state NOT IN ('queued', 'review', 'on_air')",
+                (cutoff,),
+            ).rowcount
+            return int(items + conn.execute("DELETE FROM on_air WHERE at_ms < ?", (cutoff,)).rowcount)
+
+        return await self.store.write(delete)
 
     def queued(self, lane: Lane | None = None) -> list[Item]:
         """Queued items (of one lane, or all) in airing order: lanes by priority, then rank."""

@@ -17,7 +17,7 @@ from broadcaster.config import PersonaConfig
 from broadcaster.control.backend import SayMode
 from broadcaster.control.hub import ControlError
 from broadcaster.show.agenda import Item, Place
-from broadcaster.show.director import Director, seed_of
+from broadcaster.show.director import Director
 from broadcaster.show.persona import Persona
 from danmaku.triage.candidate import Candidate
 
@@ -143,15 +143,10 @@ class Console:
         return script
 
     def _place_of(self, script: Any, segment: str) -> Place:
-        if segment not in {s.id for s in script.segments}:
-            known = ", ".join(s.id for s in script.segments)
-            raise ControlError("not_found", f"script {script.id!r} has no segment {segment!r} ({known})")
-        place = self.agenda.place(script.id)
-        for round_no in (place.round, place.round + 1):
-            order = script.round_order(round_no, seed_of(script.id))
-            if segment in order:
-                return Place(round_no, order.index(segment), 0)
-        raise ControlError("not_found", f"segment {segment!r} is not in the rotation of {script.id!r}")
+        try:
+            return self.director.place_of(script, segment)
+        except KeyError as exc:
+            raise ControlError("not_found", str(exc.args[0])) from None
 
     async def script_start(self, script: str, segment: str | None = None) -> dict[str, Any]:
         """Queue a run of ``script`` (one round), from ``segment`` when given."""
@@ -186,7 +181,7 @@ class Console:
         depth = next(
             (i for i, a in enumerate(self.director.stack) if a.item and a.item.kind == "script"), None
         )
-        stopped = depth is not None and self.director.cut("stop", depth)
+        stopped = depth is not None and self.director.cut_at("stop", depth)
         self.director.publish_queue()
         return {"stopped": stopped, "removed": removed}
 
@@ -196,7 +191,7 @@ class Console:
         place = self._place_of(found, segment)
         self.agenda.set_place(found.id, place)
         depth = next((i for i, a in enumerate(self.director.stack) if a.script == found.id), None)
-        jumped = depth is not None and self.director.cut("jump", depth)
+        jumped = depth is not None and self.director.cut_at("jump", depth)
         self.director.wake()
         return {"script": found.id, "segment": segment, "on_air": jumped}
 
@@ -225,7 +220,8 @@ class Console:
     # -- review ------------------------------------------------------------------------------------
 
     async def review_mode(self, on: bool) -> dict[str, Any]:
-        """Turn review mode on or off (replies already waiting keep waiting)."""
+        """Turn review mode on or off (replies already waiting keep waiting); kept across restarts."""
+        await self.agenda.remember("review", on)
         self.director.review = on
         self._state_changed()
         return {"review": on}
@@ -246,6 +242,9 @@ class Console:
             "question": {"user": event.user.name, "user_id": question.viewer_id, "text": event.text},
         }
         item = await self.agenda.add("chat", "reply", reply.text, args, state="review", source="llm")
+        # the reply owns these comments now: a restart resumes the reply, it does not answer them again
+        assert director.desk is not None
+        director.desk.done_seqs(seqs, False, "in_review")
         self._review_event("waiting", item)
 
     def _review_item(self, item_id: int) -> Item:

@@ -34,7 +34,7 @@ from broadcaster.latency import RecentLatency
 from broadcaster.show.agenda import LANES, Agenda, Item, Lane, Place, now_ms
 from broadcaster.show.host import Source
 from broadcaster.voice.speaker import Gate, Speech
-from broadcaster.voice.speech_track import Utterance
+from broadcaster.voice.speech_track import SpeechTrack, Utterance
 from danmaku.triage.candidate import Candidate
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+KEEP_DAYS = 30  # closed items and the on-air log are kept this long (pruned at each start)
 POLL_S = 0.02  # how often a boundary looks whether the sentence before it went on air (half a tick)
 Cut = Literal["", "interrupt", "skip", "stop", "jump", "now"]
 
@@ -74,7 +75,17 @@ class Airing:
     candidate: Candidate | None = None
     task: asyncio.Task[None] | None = None
     cut: Cut = ""
+    pending: Cut = ""  # a cut to make at its next sentence boundary (something is nested in it)
+    began: bool = False  # its task ran
     aired: bool = False  # its first sentence went on air
+    segment_done: bool = False  # a script's segment was counted as played (its place moved on)
+    tags: list[str] = field(default_factory=list)  # its speech on the track
+
+    def heard(self, track: SpeechTrack) -> bool:
+        """Whether any of its speech began playing (announced or not yet)."""
+        self.aired = self.aired or any(track.started(tag) for tag in self.tags)
+        return self.aired
+
     script: str = ""
     segment: str = ""
     started_ms: int = field(default_factory=now_ms)
@@ -135,6 +146,8 @@ class Director:
         self._filler_lines = itertools.cycle(range(max(1, len(fillers.lines))))
         self._filler_scripts = 0
         self.tasks: list[asyncio.Task[None]] = []
+        self._card: object = None  # the product whose card is shown
+        show.speaker.on_tag = self._tagged
         self.on_review: Callable[[Candidate], Any] | None = None  # the console composes review replies
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -142,6 +155,10 @@ class Director:
     async def start(self) -> None:
         """Resume the queue from the store and start airing."""
         resumed = await self.agenda.load()
+        self.review = self.review or bool(self.agenda.settings.get("review", False))  # on stays on
+        pruned = await self.agenda.prune(KEEP_DAYS)
+        if pruned:
+            log.info("director: pruned %d closed item(s) and on-air line(s) past %d days", pruned, KEEP_DAYS)
         if resumed:
             log.info("director: %d item(s) were on air at the last stop; they air again first", len(resumed))
         queued = self.agenda.queued()
@@ -164,6 +181,10 @@ class Director:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
 
+    def _tagged(self, tag: str) -> None:
+        if self.stack:  # the innermost airing is the one speaking
+            self.stack[-1].tags.append(tag)
+
     def wake(self) -> None:
         """Something was queued: look at the lanes now."""
         self._wake.set()
@@ -182,10 +203,24 @@ class Director:
             if item.lane == "chat" and not self.chat_answering:
                 continue
             return Airing(item.lane, item=item)
+        if self.chat is not None and self._stale(self.chat):
+            self._drop_chat(self.chat, "stale")
         if self.chat is not None and self.chat_answering and LANES.index("chat") < limit:
             candidate, self.chat = self.chat, None
             return Airing("chat", candidate=candidate)
         return None
+
+    def _stale(self, candidate: Candidate) -> bool:
+        stale_s = self.desk.cfg.stale_s if self.desk is not None else 0
+        return bool(stale_s) and now_ms() - candidate.at_ms > stale_s * 1000
+
+    def _drop_chat(self, candidate: Candidate, why: str) -> None:
+        """A taken candidate that will not air: record why and take the next."""
+        if self.chat is candidate:
+            self.chat = None
+        if self.desk is not None:
+            self.desk.done(candidate, False, why)
+        self._chat_free.set()
 
     def _filler(self) -> Airing | None:
         if not self.fillers.enabled or time.monotonic() - self._quiet_since < self.fillers.after_s:
@@ -193,6 +228,9 @@ class Director:
         if self.show.speaker.track.pending_samples:
             return None
         scripts = self.library.ids() if self.library is not None and self.fillers.scripts else []
+        # a script with a run waiting (after an interrupt) keeps its place for that run
+        running = {str(i.args.get("script")) for i in self.agenda.items.values() if i.kind == "script"}
+        scripts = [s for s in scripts if s not in running]
         if scripts:
             script = scripts[self._filler_scripts % len(scripts)]
             self._filler_scripts += 1
@@ -257,10 +295,21 @@ class Director:
             raise
         finally:
             self.stack.remove(airing)
+            if not airing.began and airing.candidate is not None and not self.closing:
+                self._put_back(airing.candidate)  # cut before it started: it was never heard
         if not airing.task.cancelled() and airing.task.exception() is not None:
             log.error("director: %s item failed", airing.lane, exc_info=airing.task.exception())
 
+    def _put_back(self, candidate: Candidate) -> None:
+        """A chat candidate cut before anyone heard it waits again, first in its lane."""
+        if self.chat is None:
+            self.chat = candidate
+            self.wake()
+        else:  # another was taken meanwhile (cannot happen with one intake); do not lose it silently
+            self._drop_chat(candidate, "interrupted")
+
     async def _air(self, airing: Airing) -> None:
+        airing.began = True
         item = airing.item
         if airing.candidate is not None:
             await self._air_chat(airing, airing.candidate)
@@ -288,6 +337,12 @@ class Director:
         except asyncio.CancelledError:
             if self.closing:
                 raise
+            if not airing.heard(self.show.speaker.track) and item.id:  # never heard: it airs next instead
+                await self.agenda.set_state(
+                    item, "queued", reason="unheard", rank=self.agenda.front(item.lane)
+                )
+                self.publish_queue()
+                raise
             await self._set(item, "interrupted", reason=airing.cut or "cancelled")
             if item.kind == "reply":
                 self._chat_done(item.args.get("seqs", []), False, "interrupted")
@@ -307,9 +362,13 @@ class Director:
             log.exception("chat %s not said; the program goes on", candidate.kind)
             why_not = "error"
         finally:
-            if not self.closing:
+            if self.closing:
+                self._chat_free.set()
+            elif why_not == "interrupted" and not airing.heard(self.show.speaker.track):
+                self._put_back(candidate)
+            else:
                 self.desk.done(candidate, why_not is None, why_not or "")
-            self._chat_free.set()
+                self._chat_free.set()
 
     async def _answer(self, airing: Airing, candidate: Candidate) -> str | None:
         assert self.desk is not None
@@ -329,27 +388,52 @@ class Director:
             log.error("director: script %r is not in the library; its run is dropped", name)
             await self._set(item, "failed", reason="unknown script")
             return
+        start = item.args.pop("from_segment", None)
+        if start:  # a run asked to start at a segment: its place moves there now, not when it was asked
+            try:
+                self.agenda.set_place(script.id, self.place_of(script, str(start)))
+            except KeyError as exc:
+                log.warning("director: script %r: %s; it goes on from its place", name, exc.args[0])
         await self._set(item, "on_air")
         airing.script = name
         total = int(item.args.get("segments", 0)) or len(script.segments)
         try:
             while int(item.args.get("played", 0)) < total:
-                await self._air_segment(airing, script)
-                item.args["played"] = int(item.args.get("played", 0)) + 1
+                await self._air_segment(airing, script, item)
                 if item.id:
                     await self._set(item, "on_air")
         except asyncio.CancelledError:
             await self._script_cut(airing, item, script)
             raise
         finally:
-            self.card.show_card(None)
+            self._show_card(None)
         await self._set(item, "done")
+
+    def place_of(self, script: Script, segment: str) -> Place:
+        """The place at the start of ``segment`` in the script's current (or next) round; KeyError if none."""
+        if segment not in script.segment_ids:
+            raise KeyError(
+                f"script {script.id!r} has no segment {segment!r} ({', '.join(script.segment_ids)})"
+            )
+        place = self.agenda.place(script.id)
+        for round_no in (place.round, place.round + 1):
+            order = script.round_order(round_no, seed_of(script.id))
+            if segment in order:
+                return Place(round_no, order.index(segment), 0)
+        raise KeyError(f"segment {segment!r} is not in the rotation of {script.id!r}")
+
+    def _show_card(self, product: Any) -> None:
+        """Show a product's card (once: a card shown again would fade out and in)."""
+        key = getattr(product, "id", None)
+        if key != self._card:
+            self._card = key
+            self.card.show_card(product)
 
     async def _script_cut(self, airing: Airing, item: Item, script: Script) -> None:
         """A script run was cut: keep its place (skip: the next segment) and, unless stopped, requeue it."""
         if self.closing:
             return
-        if airing.cut == "skip":
+        if airing.cut == "skip" and not airing.segment_done:
             place = self.agenda.place(script.id)
             self.agenda.set_place(script.id, Place(place.round, place.idx + 1, 0))
             item.args["played"] = int(item.args.get("played", 0)) + 1
@@ -361,7 +445,8 @@ class Director:
         await self.agenda.set_state(item, "queued", reason=airing.cut, rank=self.agenda.front("script"))
         self.publish_queue()
 
-    async def _air_segment(self, airing: Airing, script: Script) -> None:
+    async def _air_segment(self, airing: Airing, script: Script, item: Item) -> None:
+        airing.segment_done = False
         place = self.agenda.place(script.id)
         order = script.round_order(place.round, seed_of(script.id))
         if place.idx >= len(order):
@@ -371,7 +456,7 @@ class Director:
         segment = script.segment(segment_id)
         airing.segment = segment_id
         self.agenda.set_place(script.id, place)
-        self.card.show_card(script.product)
+        self._show_card(script.product)
         lines = self.show.host.sentences(script.render(segment_id), "script")[place.sentence :]
         first = place.sentence
 
@@ -384,7 +469,10 @@ class Director:
         if speech is None:
             raise asyncio.CancelledError
         await self._settle(airing, speech, started)
+        # the segment is played once its last sentence is on air: the place and the count move together
         self.agenda.set_place(script.id, Place(place.round, place.idx + 1, 0))
+        item.args["played"] = int(item.args.get("played", 0)) + 1
+        airing.segment_done = True
         if segment.pause_after_s:
             await self._until_done(speech)
             await asyncio.sleep(segment.pause_after_s)
@@ -442,9 +530,22 @@ class Director:
                 await asyncio.sleep(POLL_S)
 
     async def _yield(self, airing: Airing) -> None:
-        """Perform, nested, whatever waits in a lane above ``airing``'s."""
+        """Perform, nested, whatever waits in a lane above ``airing``'s; then make a cut left pending."""
         while (waiting := self._pick(airing.lane)) is not None:
             await self._perform(waiting)
+        if airing.pending:
+            airing.cut, airing.pending = airing.pending, ""
+            raise asyncio.CancelledError  # unwinds like a cut, at this boundary
+
+    def cut_at(self, why: Cut, depth: int) -> bool:
+        """Cut the item at ``depth``: now if it is the innermost, else at its next boundary.
+
+        What is nested in it (a reply, a moderator line) finishes first: a script never cuts a reply.
+        """
+        if depth == len(self.stack) - 1:
+            return self.cut(why, depth)
+        self.stack[depth].pending = why
+        return True
 
     def cut(self, why: Cut, depth: int = 0) -> bool:
         """Cancel what is on air: the whole stack (``depth`` 0) or only its innermost item (-1).
@@ -452,8 +553,11 @@ class Director:
         The speech track is cut either way (what plays stops at the next tick); an outer item that was
         only cut short by a skip continues with its next sentence.
         """
-        if not self.stack:
-            return False
+        if not self.stack:  # between items: the last one's final sentence may still be playing
+            dropped = self.show.speaker.track.drop()
+            if dropped:
+                self.cuts += 1
+            return dropped > 0
         targets = self.stack[depth:]
         for airing in targets:
             airing.cut = why

@@ -72,10 +72,14 @@ class Speaker:
         self.prebuffer_ms = prebuffer_ms
         self.ahead_samples = int(ahead_s * track.sample_rate)
         self._tags = itertools.count(1)
+        self.on_tag: Callable[[str], None] | None = None  # told each new tag (the director's bookkeeping)
 
     def new_tag(self, kind: str) -> str:
         """A tag naming one reply or line on the track."""
-        return f"{kind}-{next(self._tags)}"
+        tag = f"{kind}-{next(self._tags)}"
+        if self.on_tag is not None:
+            self.on_tag(tag)
+        return tag
 
     async def speak(
         self,

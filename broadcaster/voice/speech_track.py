@@ -13,7 +13,7 @@ import itertools
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -69,6 +69,7 @@ class SpeechFrame:
 PrepareHook = Callable[[Utterance, np.ndarray], None]
 
 FADE_SAMPLES = 240
+STARTED_TAGS = 256  # how many tags ``started`` remembers
 
 
 class SpeechTrack:
@@ -92,6 +93,7 @@ class SpeechTrack:
         self._tick = 0
         self.samples_spoken = 0
         self.held_ticks = 0
+        self._started_tags: OrderedDict[object, None] = OrderedDict()
 
     def append(
         self,
@@ -159,6 +161,11 @@ class SpeechTrack:
             self._queue = kept
         return dropped
 
+    def started(self, tag: object) -> bool:
+        """Whether speech tagged ``tag`` began playing (among the last few hundred tags)."""
+        with self._lock:
+            return tag in self._started_tags
+
     def remaining(self, utterances: Sequence[Utterance]) -> int:
         """Samples of these utterances not yet pulled (0 once they have all played or were dropped)."""
         ids = {u.id for u in utterances}
@@ -190,6 +197,10 @@ class SpeechTrack:
                         utterance.start_tick = self._tick
                         utterance.start_sample = self._tick * n
                         utterance.started_at = time.monotonic()
+                        if utterance.tag is not None and utterance.tag not in self._started_tags:
+                            self._started_tags[utterance.tag] = None
+                            if len(self._started_tags) > STARTED_TAGS:
+                                self._started_tags.popitem(last=False)
                     take = min(n, len(data) - self._offset)
                     out[:take] = data[self._offset : self._offset + take]
                     self._offset += take
