@@ -144,7 +144,7 @@ class Console:
 
     def _place_of(self, script: Any, segment: str) -> Place:
         try:
-            return self.director.place_of(script, segment)
+            return self.director.scripts.place_of(script, segment)
         except KeyError as exc:
             raise ControlError("not_found", str(exc.args[0])) from None
 

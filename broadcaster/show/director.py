@@ -24,23 +24,22 @@ import contextlib
 import itertools
 import logging
 import time
-import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
 from broadcaster.control.hub import EventHub
 from broadcaster.latency import RecentLatency
-from broadcaster.show.agenda import LANES, Agenda, Item, Lane, Place, now_ms
+from broadcaster.show.agenda import LANES, Agenda, Item, Lane, now_ms
+from broadcaster.show.airing import Airing, CardHolder, Cut, NoCard
 from broadcaster.show.host import Source
+from broadcaster.show.script_runs import ScriptRuns
 from broadcaster.voice.speaker import Gate, Speech
-from broadcaster.voice.speech_track import SpeechTrack, Utterance
+from broadcaster.voice.speech_track import Utterance
 from danmaku.triage.candidate import Candidate
 
 if TYPE_CHECKING:
     from broadcaster.config import FillerConfig
     from broadcaster.show.script_library import ScriptLibrary
-    from broadcaster.show.scripts import Script
     from broadcaster.show.show import Show
     from danmaku.desk import ChatDesk
 
@@ -48,59 +47,6 @@ log = logging.getLogger(__name__)
 
 KEEP_DAYS = 30  # closed items and the on-air log are kept this long (pruned at each start)
 POLL_S = 0.02  # how often a boundary looks whether the sentence before it went on air (half a tick)
-Cut = Literal["", "interrupt", "skip", "stop", "jump", "now"]
-
-
-class CardHolder(Protocol):
-    """Where the director shows a product card (the compositor)."""
-
-    def show_card(self, product: Any) -> None:
-        """Show ``product``'s card, or none."""
-        ...
-
-
-class NoCard:
-    """No picture to put a card on (tests, a show without a compositor)."""
-
-    def show_card(self, product: Any) -> None:
-        """Nothing to do."""
-
-
-@dataclass(eq=False)
-class Airing:
-    """Something on air: a queued item or the chat candidate, its lane and the task performing it."""
-
-    lane: Lane
-    item: Item | None = None
-    candidate: Candidate | None = None
-    task: asyncio.Task[None] | None = None
-    cut: Cut = ""
-    pending: Cut = ""  # a cut to make at its next sentence boundary (something is nested in it)
-    began: bool = False  # its task ran
-    aired: bool = False  # its first sentence went on air
-    segment_done: bool = False  # a script's segment was counted as played (its place moved on)
-    tags: list[str] = field(default_factory=list)  # its speech on the track
-
-    def heard(self, track: SpeechTrack) -> bool:
-        """Whether any of its speech began playing (announced or not yet)."""
-        self.aired = self.aired or any(track.started(tag) for tag in self.tags)
-        return self.aired
-
-    script: str = ""
-    segment: str = ""
-    started_ms: int = field(default_factory=now_ms)
-
-    def public(self) -> dict[str, Any]:
-        """As the control API shows it."""
-        out: dict[str, Any] = {"lane": self.lane, "since_ms": self.started_ms}
-        if self.item is not None:
-            out["item"] = self.item.public()
-        if self.candidate is not None:
-            event = self.candidate.event
-            out["chat"] = {"kind": self.candidate.kind, "user": event.user.name, "text": event.text}
-        if self.script:
-            out["script"], out["segment"] = self.script, self.segment
-        return out
 
 
 class Director:
@@ -146,7 +92,7 @@ class Director:
         self._filler_lines = itertools.cycle(range(max(1, len(fillers.lines))))
         self._filler_scripts = 0
         self.tasks: list[asyncio.Task[None]] = []
-        self._card: object = None  # the product whose card is shown
+        self.scripts = ScriptRuns(self)
         show.speaker.on_tag = self._tagged
         self.on_review: Callable[[Candidate], Any] | None = None  # the console composes review replies
 
@@ -314,12 +260,12 @@ class Director:
         if airing.candidate is not None:
             await self._air_chat(airing, airing.candidate)
         elif item is not None and item.kind == "script":
-            await self._air_script(airing, item)
+            await self.scripts.air(airing, item)
         elif item is not None:
             await self._air_line(airing, item)
 
     async def _air_line(self, airing: Airing, item: Item) -> None:
-        await self._set(item, "on_air")
+        await self.set_state(item, "on_air")
         source: Source = "script" if item.lane in ("script", "filler") else "moderator"
         if item.lane == "chat":
             source = "viewer"
@@ -328,12 +274,12 @@ class Director:
                 item.text,
                 source,
                 cache=item.lane != "chat",
-                gate=self._gate(airing),
+                gate=self.gate(airing),
                 checked="llm" if item.kind == "reply" and not item.args.get("edited") else None,
             )
             if speech is None:
                 raise asyncio.CancelledError
-            await self._settle(airing, speech)
+            await self.settle(airing, speech)
         except asyncio.CancelledError:
             if self.closing:
                 raise
@@ -343,11 +289,11 @@ class Director:
                 )
                 self.publish_queue()
                 raise
-            await self._set(item, "interrupted", reason=airing.cut or "cancelled")
+            await self.set_state(item, "interrupted", reason=airing.cut or "cancelled")
             if item.kind == "reply":
                 self._chat_done(item.args.get("seqs", []), False, "interrupted")
             raise
-        await self._set(item, "done")
+        await self.set_state(item, "done")
         if item.kind == "reply":
             self._chat_done(item.args.get("seqs", []), True, "answer")
 
@@ -372,125 +318,28 @@ class Director:
 
     async def _answer(self, airing: Airing, candidate: Candidate) -> str | None:
         assert self.desk is not None
-        why_not, speech = await self.show.answer(candidate, self.desk.cfg, self._gate(airing))
+        why_not, speech = await self.show.answer(candidate, self.desk.cfg, self.gate(airing))
         if speech is not None:
-            await self._settle(airing, speech)
+            await self.settle(airing, speech)
         return why_not
 
     def _chat_done(self, seqs: list[int], said: bool, reason: str) -> None:
         if self.desk is not None and seqs:
             self.desk.done_seqs(seqs, said, reason)
 
-    async def _air_script(self, airing: Airing, item: Item) -> None:
-        name = str(item.args.get("script", ""))
-        script = self.library.get(name) if self.library is not None else None
-        if script is None:
-            log.error("director: script %r is not in the library; its run is dropped", name)
-            await self._set(item, "failed", reason="unknown script")
-            return
-        start = item.args.pop("from_segment", None)
-        if start:  # a run asked to start at a segment: its place moves there now, not when it was asked
-            try:
-                self.agenda.set_place(script.id, self.place_of(script, str(start)))
-            except KeyError as exc:
-                log.warning("director: script %r: %s; it goes on from its place", name, exc.args[0])
-        await self._set(item, "on_air")
-        airing.script = name
-        total = int(item.args.get("segments", 0)) or len(script.segments)
-        try:
-            while int(item.args.get("played", 0)) < total:
-                await self._air_segment(airing, script, item)
-                if item.id:
-                    await self._set(item, "on_air")
-        except asyncio.CancelledError:
-            await self._script_cut(airing, item, script)
-            raise
-        finally:
-            self._show_card(None)
-        await self._set(item, "done")
-
-    def place_of(self, script: Script, segment: str) -> Place:
-        """The place at the start of ``segment`` in the script's current (or next) round; KeyError if none."""
-        if segment not in script.segment_ids:
-            raise KeyError(
-                f"script {script.id!r} has no segment {segment!r} ({', '.join(script.segment_ids)})"
-            )
-        place = self.agenda.place(script.id)
-        for round_no in (place.round, place.round + 1):
-            order = script.round_order(round_no, seed_of(script.id))
-            if segment in order:
-                return Place(round_no, order.index(segment), 0)
-        raise KeyError(f"segment {segment!r} is not in the rotation of {script.id!r}")
-
-    def _show_card(self, product: Any) -> None:
-        """Show a product's card (once: a card shown again would fade out and in)."""
-        key = getattr(product, "id", None)
-        if key != self._card:
-            self._card = key
-            self.card.show_card(product)
-
-    async def _script_cut(self, airing: Airing, item: Item, script: Script) -> None:
-        """A script run was cut: keep its place (skip: the next segment) and, unless stopped, requeue it."""
-        if self.closing:
-            return
-        if airing.cut == "skip" and not airing.segment_done:
-            place = self.agenda.place(script.id)
-            self.agenda.set_place(script.id, Place(place.round, place.idx + 1, 0))
-            item.args["played"] = int(item.args.get("played", 0)) + 1
-        if airing.cut in ("stop", "") or not item.id:
-            await self._set(item, "interrupted", reason=airing.cut or "cancelled")
-            return
-        if airing.cut in ("interrupt", "now"):
-            item.args["not_before_ms"] = now_ms() + int(self.resume_after_s * 1000)
-        await self.agenda.set_state(item, "queued", reason=airing.cut, rank=self.agenda.front("script"))
-        self.publish_queue()
-
-    async def _air_segment(self, airing: Airing, script: Script, item: Item) -> None:
-        airing.segment_done = False
-        place = self.agenda.place(script.id)
-        order = script.round_order(place.round, seed_of(script.id))
-        if place.idx >= len(order):
-            place = Place(place.round + 1, 0, 0)
-            order = script.round_order(place.round, seed_of(script.id))
-        segment_id = order[place.idx]
-        segment = script.segment(segment_id)
-        airing.segment = segment_id
-        self.agenda.set_place(script.id, place)
-        self._show_card(script.product)
-        lines = self.show.host.sentences(script.render(segment_id), "script")[place.sentence :]
-        first = place.sentence
-
-        def started(index: int) -> None:
-            self.agenda.set_place(script.id, Place(place.round, place.idx, first + index))
-
-        speech = await self.show.host.say_lines(
-            lines, "script", gate=self._gate(airing, started), prefer=segment.voice or None
-        )
-        if speech is None:
-            raise asyncio.CancelledError
-        await self._settle(airing, speech, started)
-        # the segment is played once its last sentence is on air: the place and the count move together
-        self.agenda.set_place(script.id, Place(place.round, place.idx + 1, 0))
-        item.args["played"] = int(item.args.get("played", 0)) + 1
-        airing.segment_done = True
-        if segment.pause_after_s:
-            await self._until_done(speech)
-            await asyncio.sleep(segment.pause_after_s)
-        await self._yield(airing)
-
     # -- sentence boundaries -----------------------------------------------------------------------
 
-    def _gate(self, airing: Airing, started: Callable[[int], None] | None = None) -> Gate:
+    def gate(self, airing: Airing, started: Callable[[int], None] | None = None) -> Gate:
         """Between sentences: wait for the one before to go on air, then let higher lanes go first."""
 
         async def gate(speech: Speech) -> None:
-            await self._settle(airing, speech, started)
+            await self.settle(airing, speech, started)
             await self._near_end(speech)
-            await self._yield(airing)
+            await self.yield_to(airing)
 
         return gate
 
-    async def _settle(
+    async def settle(
         self, airing: Airing, speech: Speech, started: Callable[[int], None] | None = None
     ) -> None:
         """Wait until the last sentence queued is on air, then announce it (once)."""
@@ -523,13 +372,14 @@ class Director:
         while track.remaining(utterances) > limit:  # noqa: ASYNC110
             await asyncio.sleep(POLL_S)
 
-    async def _until_done(self, speech: Speech) -> None:
+    async def until_done(self, speech: Speech) -> None:
+        """Wait until the last sentence queued has finished playing (or was dropped)."""
         if speech.sentences and speech.sentences[-1].utterances:
             last = speech.sentences[-1].utterances[-1]
             while not last.done.is_set():  # noqa: ASYNC110
                 await asyncio.sleep(POLL_S)
 
-    async def _yield(self, airing: Airing) -> None:
+    async def yield_to(self, airing: Airing) -> None:
         """Perform, nested, whatever waits in a lane above ``airing``'s; then make a cut left pending."""
         while (waiting := self._pick(airing.lane)) is not None:
             await self._perform(waiting)
@@ -571,7 +421,8 @@ class Director:
 
     # -- publishing --------------------------------------------------------------------------------
 
-    async def _set(self, item: Item, state: Any, reason: str = "") -> None:
+    async def set_state(self, item: Item, state: Any, reason: str = "") -> None:
+        """Move a stored item on and tell the consoles (fillers, id 0, are not stored)."""
         if item.id:
             await self.agenda.set_state(item, state, reason=reason)
             self.publish_queue()
@@ -625,8 +476,3 @@ class Director:
             "chat_answering": self.chat_answering,
             "review_mode": self.review,
         }
-
-
-def seed_of(script_id: str) -> int:
-    """A script's shuffle seed: stable across restarts, different per script."""
-    return zlib.crc32(script_id.encode())
