@@ -248,3 +248,23 @@ async def test_stopping_a_script_never_cuts_the_reply_nested_in_it(tmp_path: Pat
             assert r.console.queue_list() == []
     finally:
         await llm.close()
+
+
+async def test_an_item_that_fails_is_closed_and_the_show_goes_on(tmp_path: Path) -> None:
+    async with rig(tmp_path, SCRIPTS) as r:
+        say = r.show.host.say
+
+        async def broken(text: str, *args: object, **kwargs: object) -> object:
+            if text == "This line breaks.":
+                raise RuntimeError("a bug in a line")
+            return await say(text, *args, **kwargs)  # type: ignore[arg-type]
+
+        r.show.host.say = broken  # type: ignore[method-assign]
+        bad = await r.console.say("This line breaks.", "next")
+        await r.console.say(LINE, "next")
+        await r.heard(lambda h: LINE in h)
+        assert bad["id"] not in r.director.agenda.items, "the failed item is closed, not stuck on air"
+        state = r.store.read_now(
+            lambda c: c.execute("SELECT state FROM show_items WHERE id = ?", (bad["id"],))
+        )
+        assert state.fetchone()[0] == "failed"

@@ -245,6 +245,12 @@ class Director:
                 self._put_back(airing.candidate)  # cut before it started: it was never heard
         if not airing.task.cancelled() and airing.task.exception() is not None:
             log.error("director: %s item failed", airing.lane, exc_info=airing.task.exception())
+            item = airing.item
+            if item is not None and item.id and item.state == "on_air":
+                try:  # closed, so it is not retried (and does not fail again) at every start
+                    await self.set_state(item, "failed", reason=type(airing.task.exception()).__name__)
+                except Exception:
+                    log.exception("director: could not record item %d as failed", item.id)
 
     def _put_back(self, candidate: Candidate) -> None:
         """A chat candidate cut before anyone heard it waits again, first in its lane."""
