@@ -238,20 +238,20 @@ class Broadcaster:
             )
 
     def _triaged(self, seq: int, event: ChatEvent, decision: str, reason: str) -> None:
+        """A chat decision: kept for consoles that connect later, and sent to those watching."""
+        entry = {
+            "seq": seq,
+            "event": {
+                "platform": event.platform,
+                "kind": event.kind,
+                "user": {"name": event.user.name},
+                "text": event.text[:200],
+            },
+            "verdict": {"decision": decision, "reason": reason},
+        }
+        self.console.recent_chat.append(entry)
         if self.hub.wants("triage"):
-            self.hub.publish(
-                "triage",
-                {
-                    "seq": seq,
-                    "event": {
-                        "platform": event.platform,
-                        "kind": event.kind,
-                        "user": {"name": event.user.name},
-                        "text": event.text[:200],
-                    },
-                    "verdict": {"decision": decision, "reason": reason},
-                },
-            )
+            self.hub.publish("triage", entry)
 
     async def _scheduled(self, entry: ScheduleEntry) -> None:
         source = f"schedule:{entry.label}"

@@ -123,6 +123,8 @@ async def test_a_moderator_runs_the_show_from_the_dashboard(avatar_root: Path, t
                 re.compile("ships today"), timeout=WAIT_MS
             )
             await pw_api.expect(review).to_contain_text("does it ship today?")
+            # the chat view has the comment and its triage decision, from before the page was opened
+            await pw_api.expect(page.get_by_test_id("chat")).to_contain_text("does it ship today?")
             await review.get_by_test_id("review-approve").click()
             await pw_api.expect(on_air).to_contain_text("ships today", timeout=WAIT_MS)
             await pw_api.expect(review.locator("li")).to_have_count(0)

@@ -10,6 +10,7 @@ when a moderator approves it (as written, or edited); rejected, it is dropped.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 2000
+RECENT_CHAT = 100  # triage decisions a console sees when it connects
 
 
 class Switchboard:
@@ -61,6 +63,7 @@ class Console:
         self.persona = next(iter(self.personas), "")
         self.switchboard = switchboard or Switchboard()
         self.scheduler = scheduler
+        self.recent_chat: deque[dict[str, Any]] = deque(maxlen=RECENT_CHAT)  # the last triage decisions
         director.on_review = self._to_review
 
     # -- lines and cuts ----------------------------------------------------------------------------
@@ -324,5 +327,6 @@ class Console:
             "review": [i.public() for i in self.agenda.waiting_review()],
             "scripts": scripts,
             "schedule": self.scheduler.jobs() if self.scheduler is not None else [],
+            "chat": list(self.recent_chat),
             "stats": director.stats(),
         }

@@ -145,9 +145,10 @@ function applyState(state) {
     renderReviews();
   }
   if (Array.isArray(state.scripts)) { view.scripts = state.scripts; renderScripts(); }
+  if (Array.isArray(state.chat)) { $("chat").replaceChildren(); state.chat.forEach(addChat); }
   fillList("avatars", state.avatars);
   fillList("personas", state.personas);
-  const { on_air, queue, review, reviews, scripts, avatars, personas, ...switches } = state;
+  const { on_air, queue, review, reviews, scripts, avatars, personas, chat, ...switches } = state;
   Object.assign(view.switches, switches.switches || switches);
   renderSwitches();
 }
