@@ -85,13 +85,17 @@ class Pacer:
                 del self._buckets[priority]
         return removed
 
+    def stale(self, candidate: Candidate, cutoff: int | None = None) -> bool:
+        """Whether ``candidate`` is older than ``stale_s`` (``cutoff``: that time, computed once)."""
+        return candidate.at_ms < (self.wall_ms() - self.stale_ms if cutoff is None else cutoff)
+
     def expire(self) -> list[Removed]:
         """Drop the candidates older than ``stale_s``."""
         cutoff = self.wall_ms() - self.stale_ms
         removed: list[Removed] = []
         for priority in list(self._buckets):
             bucket = self._buckets[priority]
-            stale = [c for c in bucket if c.at_ms < cutoff]
+            stale = [c for c in bucket if self.stale(c, cutoff)]
             if stale:
                 removed += [(c, "stale") for c in stale]
                 for c in stale:

@@ -1,20 +1,31 @@
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from broadcaster.config import Config
-from broadcaster.show.presynth import chain_speaker, presynthesise, said_sentences
+from broadcaster.show.host import Host
+from broadcaster.show.presynth import chain_speaker, presynthesise
 from broadcaster.show.safety import SafetyFilter
 from broadcaster.show.script_library import ScriptLibrary
 from broadcaster.voice.cache import AudioCache
 from broadcaster.voice.chain import TtsChain
+from broadcaster.voice.speaker import Speaker
+from broadcaster.voice.speech_track import SpeechTrack
 from broadcaster.voice.tts.base import TtsChunk, TtsError
 from broadcaster.voice.tts.espeak import EspeakEngine
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def host_sentences(lib: ScriptLibrary, cfg: Config | None = None) -> Callable[[str], list[str]]:
+    """The sentences the host says of a rendered segment (``Host.sentences``), as the app passes them."""
+    cfg = cfg or Config()
+    speaker = Speaker(SpeechTrack(), TtsChain([EspeakEngine()], 10.0, 30.0))
+    host = Host(speaker, SafetyFilter.from_config(cfg, lib.catalog), cfg.voice.split)
+    return lambda text: host.sentences(text, "script")
 
 
 class DownEspeak(EspeakEngine):
@@ -31,8 +42,7 @@ class DownEspeak(EspeakEngine):
 
 
 def sentences_of_library(lib: ScriptLibrary) -> list[str]:
-    cfg = Config()
-    sentences_of = said_sentences(SafetyFilter.from_config(cfg, lib.catalog), cfg.voice.split)
+    sentences_of = host_sentences(lib)
     out = []
     for talk in lib.scripts.values():
         for segment in talk.segments:
@@ -43,7 +53,6 @@ def sentences_of_library(lib: ScriptLibrary) -> list[str]:
 def test_after_presynthesis_every_scripted_sentence_plays_with_the_tts_down(tmp_path: Path) -> None:
     lib = ScriptLibrary.load(ROOT / "scripts_library")
     cfg = Config()
-    split = cfg.voice.split
     cache = AudioCache(tmp_path / "tts", 200_000_000)
     chain = TtsChain([EspeakEngine()], 10.0, 30.0, cache)
     sentences = sentences_of_library(lib)
@@ -51,14 +60,13 @@ def test_after_presynthesis_every_scripted_sentence_plays_with_the_tts_down(tmp_
 
     async def main() -> None:
         started = time.monotonic()
-        safety = SafetyFilter.from_config(cfg, lib.catalog)
-        stats = await presynthesise(lib, said_sentences(safety, split), chain_speaker(chain))
+        stats = await presynthesise(lib, host_sentences(lib, cfg), chain_speaker(chain))
         print(f"presynthesis: {stats.as_dict()} in {time.monotonic() - started:.2f} s")
         assert stats.scripts == len(lib.ids()) and stats.sentences == len(sentences)
         assert stats.spoken == stats.sentences and stats.failed == 0
         assert cache.stats.writes == len(sentences)
 
-        again = await presynthesise(lib, said_sentences(safety, split), chain_speaker(chain))
+        again = await presynthesise(lib, host_sentences(lib, cfg), chain_speaker(chain))
         assert again.spoken == len(sentences) and cache.stats.writes == len(sentences), "synthesised once"
 
         down = DownEspeak()
@@ -85,8 +93,7 @@ def test_a_failing_sentence_is_counted_and_the_rest_go_on(tmp_path: Path) -> Non
             raise TtsError("this one fails")
         said.append((sentence, voice))
 
-    cfg = Config()
-    sentences_of = said_sentences(SafetyFilter.from_config(cfg, lib.catalog), cfg.voice.split)
+    sentences_of = host_sentences(lib)
     stats = asyncio.run(presynthesise(lib, sentences_of, speak, script_ids=["longjing-intro"]))
     tea = lib.scripts["longjing-intro"]
     expected = list(dict.fromkeys(s for seg in tea.segments for s in sentences_of(tea.render(seg.id))))

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from broadcaster.config import Config
-from broadcaster.show.presynth import said_sentences
 from broadcaster.show.products import Catalog, Product
 from broadcaster.show.safety import SafetyFilter
 from broadcaster.show.script_files import parse_script
 from broadcaster.show.script_library import ScriptLibrary
 from broadcaster.show.scripts import Script, ScriptError, Segment
 from broadcaster.voice.splitter import split_text
+from tests.test_presynth import host_sentences
 
 ROOT = Path(__file__).resolve().parents[1]
 TEA = """name = "西湖龙井"
@@ -72,7 +72,7 @@ def test_the_shipped_library_loads_and_every_sentence_passes_the_safety_filter()
     cfg = Config()
     safety = SafetyFilter.from_config(cfg, lib.catalog)
     assert safety.guard is not None
-    sentences_of = said_sentences(safety, cfg.voice.split)
+    sentences_of = host_sentences(lib, cfg)
     for talk in lib.scripts.values():
         assert 5 <= len(talk.segments) <= 7 and talk.product is not None
         for segment in talk.segments:

@@ -84,7 +84,6 @@ class Director:
         self.cuts = 0
         self.reply_latency = RecentLatency()  # comment received → its reply's first sentence on air (ms)
         self.fillers_played = 0
-        self._chat_taken = asyncio.Event()
         self._chat_free = asyncio.Event()
         self._chat_free.set()
         self._wake = asyncio.Event()
@@ -149,16 +148,12 @@ class Director:
             if item.lane == "chat" and not self.chat_answering:
                 continue
             return Airing(item.lane, item=item)
-        if self.chat is not None and self._stale(self.chat):
+        if self.chat is not None and self.desk is not None and self.desk.pacer.stale(self.chat):
             self._drop_chat(self.chat, "stale")
         if self.chat is not None and self.chat_answering and LANES.index("chat") < limit:
             candidate, self.chat = self.chat, None
             return Airing("chat", candidate=candidate)
         return None
-
-    def _stale(self, candidate: Candidate) -> bool:
-        stale_s = self.desk.cfg.stale_s if self.desk is not None else 0
-        return bool(stale_s) and now_ms() - candidate.at_ms > stale_s * 1000
 
     def _drop_chat(self, candidate: Candidate, why: str) -> None:
         """A taken candidate that will not air: record why and take the next."""

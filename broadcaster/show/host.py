@@ -88,11 +88,8 @@ class Host:
 
         ``gate``: awaited between sentences (see ``Speaker.speak``).
         """
-        if self.llm is None or self.persona is None:
-            raise RuntimeError("replies need an LLM and a persona")
         reply = Reply(question, self.speaker.new_tag("reply"))
-        name = self.safety.clean_name(question.viewer_name)
-        messages = self.persona.messages(question, name)
+        name, messages = self._conversation(question)
         try:
             async with contextlib.aclosing(self._reply_sentences(messages, reply)) as sentences:
                 reply.speech = await self._perform(self.speaker.speak(sentences, reply.tag, gate=gate))
@@ -106,8 +103,16 @@ class Host:
             self.stats.cancelled += 1
             return reply
         self.stats.replies += 1
+        assert self.persona is not None  # _conversation checked it
         self.persona.remember(question, name, reply.speech.text)
         return reply
+
+    def _conversation(self, question: Question) -> tuple[str, list[Message]]:
+        """The viewer's name as it may be said, and the messages for the model."""
+        if self.llm is None or self.persona is None:
+            raise RuntimeError("replies need an LLM and a persona")
+        name = self.safety.clean_name(question.viewer_name)
+        return name, self.persona.messages(question, name)
 
     async def _reply_sentences(self, messages: list[Message], reply: Reply) -> AsyncGenerator[str, None]:
         assert self.llm is not None and self.persona is not None
@@ -142,15 +147,11 @@ class Host:
 
     async def compose(self, question: Question) -> Reply:
         """Write a reply without saying it (review mode): the sentences the filter allows, in ``text``."""
-        if self.llm is None or self.persona is None:
-            raise RuntimeError("replies need an LLM and a persona")
         reply = Reply(question, self.speaker.new_tag("review"))
-        name = self.safety.clean_name(question.viewer_name)
+        _, messages = self._conversation(question)
         parts: list[str] = []
         try:
-            async with contextlib.aclosing(
-                self._reply_sentences(self.persona.messages(question, name), reply)
-            ) as sentences:
+            async with contextlib.aclosing(self._reply_sentences(messages, reply)) as sentences:
                 async for sentence in sentences:
                     parts.append(sentence)
         except LlmError as exc:

@@ -1,9 +1,9 @@
 """Pre-synthesis: every scripted sentence spoken once into the audio cache, so scripts play with TTS down.
 
 The director passes two functions: ``sentences_of(text)``, the exact sentences the host will say of a
-rendered segment (``said_sentences`` builds it from the safety filter and the split settings, as
-``Host.say`` does), and ``speak(sentence, voice)``, which synthesises one sentence with the cache on
-(``chain_speaker`` builds it from the TTS chain, trying the segment's ``voice`` engine first). The work
+rendered segment (``Host.sentences``), and ``speak(sentence, voice)``, which synthesises one sentence
+with the cache on (``chain_speaker`` builds it from the TTS chain, trying the segment's ``voice`` engine
+first). The work
 goes one sentence at a time, so it never competes with the show for more than one TTS request; run it as
 a background task and cancel it freely. A sentence that fails is logged and counted; the rest go on.
 """
@@ -16,11 +16,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from broadcaster.config import SplitConfig
-from broadcaster.show.safety import SafetyFilter
 from broadcaster.show.script_library import ScriptLibrary
 from broadcaster.voice.chain import TtsChain
-from broadcaster.voice.splitter import split_text
 
 log = logging.getLogger(__name__)
 
@@ -44,35 +41,11 @@ class PresynthStats:
         return vars(self).copy()
 
 
-def said_sentences(safety: SafetyFilter, split: SplitConfig) -> SentencesOf:
-    """The sentences ``Host.say(text, "script")`` queues: split, then filtered (blocked ones left out)."""
-
-    def sentences_of(text: str) -> list[str]:
-        out = []
-        for sentence in split_text(text, split.max_chars, split.min_chars, split.first_min_chars):
-            allowed = safety.check(sentence, source="script").text
-            if allowed:
-                out.append(allowed)
-        return out
-
-    return sentences_of
-
-
 def chain_speaker(chain: TtsChain) -> Speak:
     """Speak one sentence through ``chain`` with the cache on, the named engine first when it has it."""
-    preferred: dict[str, TtsChain] = {}
-
-    def chain_for(voice: str | None) -> TtsChain:
-        names = [e.name for e in chain.engines]
-        if voice is None or voice not in names or names[0] == voice:
-            return chain
-        if voice not in preferred:
-            engines = sorted(chain.engines, key=lambda e: e.name != voice)
-            preferred[voice] = TtsChain(engines, chain.first_audio_timeout_s, chain.timeout_s, chain.cache)
-        return preferred[voice]
 
     async def speak(sentence: str, voice: str | None) -> None:
-        async for _ in chain_for(voice).speak(sentence, cache=True):
+        async for _ in chain.speak(sentence, cache=True, prefer=voice):
             pass
 
     return speak

@@ -116,11 +116,6 @@ class Show:
             # first chat message: llama.cpp keeps the shared prefix
             await self.host.llm.warm_up([{"role": "system", "content": self.persona.system_prompt}])
 
-    async def read(self, lines: list[str]) -> None:
-        """Read ``lines`` aloud in order (the ``run --say`` items)."""
-        for line in lines:
-            await self.host.say(line, "moderator")
-
     async def answer(
         self, candidate: Candidate, chat: ChatConfig, gate: Gate | None = None
     ) -> tuple[str | None, Speech | None]:
