@@ -86,6 +86,18 @@ def test_card_fades_in_in_its_corner_and_out_when_taken_down(corner: str) -> Non
     assert not (fading == blank()).all() and (gone == blank()).all()
 
 
+def test_the_card_on_air_shown_again_does_not_fade_again() -> None:
+    cards = Cards(CardConfig(fade_s=0.3), find_cjk_font(), CANVAS)
+    tea = Product(id="tea", name="西湖龙井", price=99.9)
+    cards.show(tea)
+    full, again = blank(), blank()
+    cards.draw(blank(), 1.0)
+    cards.draw(full, 1.5)
+    cards.show(tea)  # the next segment of the same product's talk
+    cards.draw(again, 1.6)
+    assert (again == full).all(), "no fade out and in between two segments"
+
+
 def test_card_disabled_draws_nothing() -> None:
     cards = Cards(CardConfig(enabled=False), find_cjk_font(), CANVAS)
     cards.show(Product(id="tea", name="西湖龙井", price=99.9))

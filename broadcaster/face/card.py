@@ -126,6 +126,7 @@ class Cards:
         self._lock = threading.Lock()
         self._pending: tuple[CardContent | None] | None = None
         self._cache: dict[CardContent, Overlay] = {}
+        self._content: CardContent | None = None  # what is on air (or fading out when None)
         self._on: Overlay | None = None
         self._off: Overlay | None = None
         self._since = 0.0
@@ -162,8 +163,8 @@ class Cards:
             return
         with self._lock:
             pending, self._pending = self._pending, None
-        if pending is not None:
-            content = pending[0]
+        if pending is not None and pending[0] != self._content:  # the same card again changes nothing
+            content = self._content = pending[0]
             self._off = self._on if content is None else None
             self._on = None if content is None else self.overlay(content)
             self._since = t

@@ -28,7 +28,6 @@ class ScriptRuns:
 
     def __init__(self, director: Director) -> None:
         self.director = director
-        self._shown: object = None  # the product whose card is shown
 
     async def air(self, airing: Airing, item: Item) -> None:
         """Play a run of a script: its segments from the script's place, sentence by sentence."""
@@ -73,11 +72,8 @@ class ScriptRuns:
         raise KeyError(f"segment {segment!r} is not in the rotation of {script.id!r}")
 
     def show_card(self, product: Any) -> None:
-        """Show a product's card (once: a card shown again would fade out and in)."""
-        key = getattr(product, "id", None)
-        if key != self._shown:
-            self._shown = key
-            self.director.card.show_card(product)
+        """Show a product's card (showing the one on air again changes nothing), or none."""
+        self.director.card.show_card(product)
 
     async def _cut(self, airing: Airing, item: Item, script: Script) -> None:
         """A script run was cut: keep its place (skip: the next segment) and, unless stopped, requeue it."""
