@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broadcaster.config import Config, ConfigError, OutputConfig, RecordOutputConfig, RtmpOutputConfig
+from broadcaster.config import (
+    Config,
+    ConfigError,
+    OutputConfig,
+    RtmpOutputConfig,
+    output_from_target,
+)
 from broadcaster.control.hub import EventHub
 from broadcaster.control.preview import PreviewSink
 from broadcaster.control.server import ControlServer
@@ -32,10 +38,15 @@ from broadcaster.store import Store, StoreError
 from broadcaster.stream.clock import ProgramClock, Timing
 from broadcaster.stream.encoder import AAC_FRAME, Encoder
 from broadcaster.stream.memory import keep_frame_memory
-from broadcaster.stream.outputs.base import PacketOutput
+from broadcaster.stream.outputs.base import Output
 from broadcaster.stream.outputs.recorder import Recorder
 from broadcaster.stream.outputs.rtmp import RtmpOutput
+from broadcaster.stream.outputs.whip import WhipOutput
 from broadcaster.stream.program import Program
+from broadcaster.stream.rtc.encoder import RtcEncoder
+from broadcaster.stream.rtc.runtime import RtcRuntime
+from broadcaster.stream.rtc.settings import WhipOutputConfig
+from broadcaster.stream.rtc.viewers import Viewers
 from broadcaster.voice.pcm import read_audio
 from broadcaster.voice.speech_track import SpeechTrack
 from danmaku.desk import ChatDesk
@@ -43,20 +54,6 @@ from danmaku.events import ChatEvent
 from danmaku.triage.text import TextRules, block_rules
 
 log = logging.getLogger("broadcaster")
-
-
-def output_from_target(target: str) -> OutputConfig:
-    """An output from a ``--output`` argument, chosen by its form (URL scheme or file suffix)."""
-    lowered = target.lower()
-    if lowered.startswith(("rtmp://", "rtmps://")):
-        return RtmpOutputConfig(type="rtmp", url=target)
-    if lowered.startswith(("whip+http://", "whip+https://")):
-        raise ConfigError(f"--output {target}: WHIP outputs are not available in this version")
-    if Path(target).suffix.lower() in (".flv", ".mp4", ".mkv"):
-        return RecordOutputConfig(type="record", path=str(Path(target).resolve()))
-    raise ConfigError(
-        f"--output {target!r}: expected an rtmp:// or rtmps:// URL or a file ending .flv, .mp4 or .mkv"
-    )
 
 
 @dataclass
@@ -117,9 +114,12 @@ class Broadcaster:
     def __init__(self, cfg: Config, options: RunOptions) -> None:
         keep_frame_memory()
         self.cfg = cfg
+        self.options = options
+        configs = [*cfg.outputs, *(output_from_target(t) for t in options.outputs)]
         self.timing = Timing(cfg.program.fps, cfg.program.sample_rate)
         self.clock = ProgramClock(self.timing)
         size = cfg.program.size
+        queue_ticks = self.timing.ticks(cfg.program.lead_ms / 1000) + self.timing.fps
         root = cfg.resolve(cfg.avatar.dir)
         names = dict.fromkeys([cfg.avatar.name, *cfg.avatar.preload])
         avatars = [load_avatar(root, name) for name in names]
@@ -151,6 +151,16 @@ class Broadcaster:
         self.show = Show(cfg, self.speech, self.library.catalog)
         self.hub = EventHub()
         self.preview = PreviewSink(self.hub, cfg.control, self.timing.fps) if cfg.control.enabled else None
+        # the WebRTC encode: for WHIP pushes and the dashboard's live view; idle while nobody takes it
+        self.rtc_encoder: RtcEncoder | None = None
+        self.rtc: RtcRuntime | None = None
+        self.viewers: Viewers | None = None
+        watchable = cfg.control.enabled and cfg.rtc.preview
+        if watchable or any(isinstance(c, WhipOutputConfig) for c in configs):
+            self.rtc_encoder = RtcEncoder(self.timing, size, cfg.rtc, queue_ticks)
+            self.rtc = RtcRuntime(cfg.rtc)
+            if watchable:
+                self.viewers = Viewers(self.rtc, self.rtc_encoder, self.clock, cfg.rtc.max_viewers)
         try:
             self.store = Store(cfg.resolve(cfg.store.path), cfg.store.synchronous)
         except StoreError as exc:
@@ -160,29 +170,21 @@ class Broadcaster:
         except BaseException:
             self.store.close()
             raise
-        self.options = options
         for wav in options.play_wav:
             pcm = read_audio(wav, self.timing.sample_rate)
             self.speech.append(pcm, self.timing.sample_rate)
             log.info("queued %s (%.2f s)", wav, len(pcm) / self.timing.sample_rate)
-        configs = [*cfg.outputs, *(output_from_target(t) for t in options.outputs)]
         self.encoder: Encoder | None = None
-        self.outputs: list[PacketOutput] = []
-        if configs:
-            lead_ticks = self.timing.ticks(cfg.program.lead_ms / 1000)
-            self.encoder = Encoder(self.timing, size, cfg.encoder, queue_ticks=lead_ticks + self.timing.fps)
-            self.outputs = [self._output(c, self.encoder) for c in configs]
-            for output in self.outputs:
-                self.encoder.add_sink(output)
-        else:
+        if any(not isinstance(c, WhipOutputConfig) for c in configs):
+            self.encoder = Encoder(self.timing, size, cfg.encoder, queue_ticks=queue_ticks)
+        self.outputs: list[Output] = [self._output(c) for c in configs]
+        if not configs:
             log.warning(
                 "no outputs configured: the program runs but goes nowhere (add [[outputs]] or --output)"
             )
         self._finished: asyncio.Event | None = None
         max_ticks = self.timing.ticks(options.seconds) if options.seconds is not None else None
-        sinks: list[Any] = [self.encoder] if self.encoder else []
-        if self.preview is not None:
-            sinks.append(self.preview)
+        sinks: list[Any] = [s for s in (self.encoder, self.rtc_encoder, self.preview) if s is not None]
         self.program = Program(
             self.clock,
             self.compositor,
@@ -235,6 +237,7 @@ class Broadcaster:
                 health=self._health,
                 stats=self._figures,
                 preview=self.preview,
+                viewers=self.viewers,
             )
 
     def _triaged(self, seq: int, event: ChatEvent, decision: str, reason: str) -> None:
@@ -305,18 +308,27 @@ class Broadcaster:
     def _packets(self, seconds: float) -> int:
         return int(seconds * (self.timing.fps + self.timing.sample_rate / AAC_FRAME)) + 1
 
-    def _output(self, c: OutputConfig, encoder: Encoder) -> PacketOutput:
+    def _output(self, c: OutputConfig) -> Output:
+        if isinstance(c, WhipOutputConfig):
+            assert self.rtc is not None and self.rtc_encoder is not None
+            return WhipOutput(c, self.rtc, self.rtc_encoder, self.clock)
+        encoder = self.encoder
+        assert encoder is not None
+        output: RtmpOutput | Recorder
         if isinstance(c, RtmpOutputConfig):
-            return RtmpOutput(
+            output = RtmpOutput(
                 c, encoder.templates, self.clock, encoder.request_keyframe, self._packets(c.queue_seconds)
             )
-        return Recorder(
-            self.cfg.resolve(c.path),
-            encoder.templates,
-            self.timing,
-            c.segment_seconds,
-            self._packets(c.queue_seconds),
-        )
+        else:
+            output = Recorder(
+                self.cfg.resolve(c.path),
+                encoder.templates,
+                self.timing,
+                c.segment_seconds,
+                self._packets(c.queue_seconds),
+            )
+        encoder.add_sink(output)
+        return output
 
     def _show_stats(self) -> dict[str, Any]:
         return {**self.show.stats(), "chat": self.desk.stats(), "director": self.director.stats()}
@@ -343,6 +355,9 @@ class Broadcaster:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 self._loop.add_signal_handler(sig, self.stop)
+        if self.rtc is not None and self.rtc_encoder is not None:
+            self.rtc.start()
+            self.rtc_encoder.start()
         for output in self.outputs:
             output.start()
         if self.encoder is not None:
@@ -437,9 +452,15 @@ class Broadcaster:
         await asyncio.to_thread(self.lipsync.close)
         if self.preview is not None:
             await asyncio.to_thread(self.preview.close)
-        if self.encoder is not None:
-            await asyncio.to_thread(self.encoder.close, 20.0)
+        for encoder in (self.encoder, self.rtc_encoder):
+            if encoder is not None:
+                await asyncio.to_thread(encoder.close, 20.0)
         for output in self.outputs:
             if not await asyncio.to_thread(output.close, 20.0):
                 log.warning("%s %s did not finish in time", output.kind, output.name)
+        if self.rtc is not None:
+            if self.viewers is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.viewers.close(), 5.0)
+            await asyncio.to_thread(self.rtc.close, 5.0)
         await asyncio.to_thread(self.store.close)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from broadcaster.control.settings import ControlConfig
 from broadcaster.face.look import BackgroundVideoConfig, ChromaConfig, OverlayConfig
 from broadcaster.show.schedule import ScheduleEntry, zone
+from broadcaster.stream.rtc.settings import RtcConfig, WhipOutputConfig
 from danmaku.config import ChatConfig
 from danmaku.feeds import FeedConfigs
 
@@ -325,7 +326,28 @@ class RecordOutputConfig(_Section):
         return value
 
 
-OutputConfig = Annotated[RtmpOutputConfig | RecordOutputConfig, Field(discriminator="type")]
+OutputConfig = Annotated[
+    RtmpOutputConfig | WhipOutputConfig | RecordOutputConfig, Field(discriminator="type")
+]
+
+
+def output_from_target(target: str) -> OutputConfig:
+    """An output from a ``--output`` argument, chosen by its form (URL scheme or file suffix)."""
+    lowered = target.lower()
+    try:
+        if lowered.startswith(("rtmp://", "rtmps://")):
+            return RtmpOutputConfig(type="rtmp", url=target)
+        if lowered.startswith(("whip+http://", "whip+https://")):
+            return WhipOutputConfig(type="whip", url=target[len("whip+") :])
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"--output {target!r}: {reason}") from exc
+    if Path(target).suffix.lower() in RECORD_SUFFIXES:
+        return RecordOutputConfig(type="record", path=str(Path(target).resolve()))
+    raise ConfigError(
+        f"--output {target!r}: expected an rtmp(s):// URL, a whip+http(s):// URL "
+        "or a file ending .flv, .mp4 or .mkv"
+    )
 
 
 class StoreConfig(_Section):
@@ -361,6 +383,7 @@ class Config(_Section):
     feeds: list[FeedConfigs] = Field(default_factory=list)
     store: StoreConfig = StoreConfig()
     outputs: list[OutputConfig] = Field(default_factory=list)
+    rtc: RtcConfig = RtcConfig()
     schedule: list[ScheduleEntry] = Field(default_factory=list)
     control: ControlConfig = ControlConfig()
     overlay: OverlayConfig = OverlayConfig()
@@ -417,7 +440,7 @@ def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
                 raise ConfigError(f"--set {'.'.join(path)}: {part!r} holds a value, not a table")
 
 
-_UNION_TAGS = frozenset(("rtmp", "record", "local", "json", "bilibili", "twitch"))
+_UNION_TAGS = frozenset(("rtmp", "whip", "record", "local", "json", "bilibili", "twitch"))
 
 
 _SECRET = re.compile(r"token|auth|cookie|key|secret|password", re.IGNORECASE)

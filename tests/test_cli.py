@@ -33,8 +33,8 @@ def test_a_missing_avatar_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_bad_command_line_values_exit_2(avatar_root: Path, tmp_path: Path) -> None:
     for extra, message in (
-        (("--output", "ftp://x/y"), "expected an rtmp://"),
-        (("--output", "whip+http://127.0.0.1/whip"), "WHIP"),
+        (("--output", "ftp://x/y"), "expected an rtmp(s):// URL, a whip+http(s):// URL"),
+        (("--output", "whip+http://"), "URL of the WHIP endpoint"),
         (("--play-wav", str(tmp_path / "none.wav")), "no such file"),
         (("--set", "program.fps"), "expected dotted.key=value"),
     ):

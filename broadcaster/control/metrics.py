@@ -270,6 +270,13 @@ class ShowCollector(Collector):
         f.counter("preview_frames_dropped", "Preview pictures dropped.", preview.get("frames_dropped"))
         f.counter("preview_audio_chunks", "Preview sound chunks published.", preview.get("audio_chunks"))
         f.counter("preview_errors", "Preview encoding errors.", preview.get("errors"))
+        webrtc = _dict(stats, "webrtc_preview")
+        f.gauge("webrtc_watching", "WebRTC preview viewers watching now.", webrtc.get("watching"))
+        f.counter("webrtc_viewers", "WebRTC preview viewers since start.", webrtc.get("viewers"))
+        f.counter("webrtc_viewers_refused", "WebRTC preview offers refused.", webrtc.get("refused"))
+        f.counter("webrtc_viewers_failed", "WebRTC previews that never connected.", webrtc.get("failed"))
+        f.counter("webrtc_preview_packets", "Packets sent to WebRTC previews.", webrtc.get("packets"))
+        f.counter("webrtc_preview_dropped", "Packets WebRTC previews lost.", webrtc.get("dropped"))
 
 
 class Metrics:

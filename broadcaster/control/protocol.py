@@ -183,6 +183,20 @@ class Unsubscribe(_Request):
     cmd: Literal["unsubscribe"]
 
 
+class WatchOffer(_Request):
+    """Watch the program over WebRTC: the browser's SDP offer; the result carries the answer."""
+
+    cmd: Literal["watch.offer"]
+    sdp: str = Field(min_length=16, max_length=60_000)
+
+
+class WatchStop(_Request):
+    """Stop a WebRTC preview started by this console."""
+
+    cmd: Literal["watch.stop"]
+    viewer: str = Field(min_length=1, max_length=32)
+
+
 class Ping(_Request):
     """Answered with ``{"pong": true}``."""
 
@@ -211,6 +225,8 @@ Request = Annotated[
     | State
     | Subscribe
     | Unsubscribe
+    | WatchOffer
+    | WatchStop
     | Ping,
     Field(discriminator="cmd"),
 ]

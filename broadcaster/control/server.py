@@ -32,6 +32,7 @@ from broadcaster.control.metrics import Metrics, snapshot
 from broadcaster.control.preview import PreviewSink
 from broadcaster.control.session import Session, perform
 from broadcaster.control.settings import ControlConfig, Token, is_loopback
+from broadcaster.stream.rtc.viewers import Viewers
 
 log = logging.getLogger(__name__)
 # websockets logs every HTTP GET at INFO and every header at DEBUG (a token included): keep it quiet
@@ -87,6 +88,7 @@ class ControlServer:
         health: Health | None = None,
         stats: StatsFn | None = None,
         preview: PreviewSink | None = None,
+        viewers: Viewers | None = None,
     ) -> None:
         self.cfg = cfg
         self.backend = backend
@@ -95,6 +97,7 @@ class ControlServer:
         self._health = health
         self._stats = stats
         self.preview = preview
+        self.viewers = viewers
         self.metrics = Metrics(self.figures)
         self.counts = {"commands": 0, "errors": 0, "auth_failures": 0, "events_dropped": 0}
         self.sessions: set[Session] = set()
@@ -177,6 +180,8 @@ class ControlServer:
         out["control"] = self.stats()
         if self.preview is not None:
             out["preview"] = self.preview.stats.as_dict()
+        if self.viewers is not None:
+            out["webrtc_preview"] = self.viewers.stats.as_dict()
         return out
 
     def health(self) -> tuple[bool, dict[str, Any]]:
@@ -262,6 +267,7 @@ class ControlServer:
             await session.run()
         finally:
             await session.stop_forwarding()
+            await session.stop_viewers()
             self.counts["events_dropped"] += session.dropped
             self.sessions.discard(session)
 

@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from broadcaster.control import protocol as p
 from broadcaster.control.backend import ShowControl
 from broadcaster.control.hub import ControlError, Subscription
+from broadcaster.stream.rtc.viewers import ViewerError
 
 if TYPE_CHECKING:
     from broadcaster.control.server import ControlServer
@@ -79,6 +80,7 @@ class Session:
         self._dropped_before = 0
         self._subs: list[Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self.viewers: set[str] = set()  # the WebRTC previews this console started
 
     @property
     def dropped(self) -> int:
@@ -135,6 +137,8 @@ class Session:
                 return p.ok(rid, {"topics": []}), False
             if isinstance(req, p.Ping):
                 return p.ok(rid, {"pong": True}), False
+            if isinstance(req, p.WatchOffer | p.WatchStop):
+                return p.ok(rid, await self._watch(req)), False
             result = await perform(server.backend, req)
             server.counts["commands"] += 1
             return p.ok(rid, result), False
@@ -148,6 +152,32 @@ class Session:
             server.counts["errors"] += 1
             log.exception("control: command failed")
             return p.error(rid, "internal", f"{type(exc).__name__}: {exc}"), False
+
+    async def _watch(self, req: p.WatchOffer | p.WatchStop) -> dict[str, Any]:
+        viewers = self.server.viewers
+        if viewers is None:
+            raise ControlError("unavailable", "the WebRTC preview is off (rtc.preview = false)")
+        if isinstance(req, p.WatchStop):
+            if req.viewer not in self.viewers:
+                raise ControlError("not_found", f"no preview {req.viewer!r} of this console")
+            self.viewers.discard(req.viewer)
+            await viewers.stop(req.viewer)
+            return {"viewer": req.viewer, "stopped": True}
+        try:
+            vid, answer = await viewers.watch(req.sdp)
+        except ViewerError as exc:
+            raise ControlError("refused", str(exc)) from exc
+        self.viewers.add(vid)
+        return {"viewer": vid, "sdp": answer}
+
+    async def stop_viewers(self) -> None:
+        """End the WebRTC previews this console started (it went away)."""
+        viewers, ids = self.server.viewers, list(self.viewers)
+        self.viewers.clear()
+        if viewers is not None:
+            for vid in ids:
+                with contextlib.suppress(Exception):
+                    await viewers.stop(vid)
 
     def _auth(self, req: p.Auth) -> str:
         if self.server.check_token(req.token):

@@ -9,7 +9,7 @@ from typing import Any
 
 from broadcaster.face.lipsync.base import LipSync
 from broadcaster.stream.encoder import Encoder
-from broadcaster.stream.outputs.base import PacketOutput
+from broadcaster.stream.outputs.base import Output
 from broadcaster.stream.program import Program
 from broadcaster.voice.speech_track import SpeechTrack
 
@@ -23,7 +23,7 @@ class StatusReporter:
         self,
         program: Program,
         encoder: Encoder | None,
-        outputs: Sequence[PacketOutput],
+        outputs: Sequence[Output],
         lipsync: LipSync | None = None,
         speech: SpeechTrack | None = None,
         show: Callable[[], dict[str, Any]] | None = None,

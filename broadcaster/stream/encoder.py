@@ -1,7 +1,8 @@
-"""The encoder: one H.264 + AAC encode of the program, shared by every encoded output.
+"""The encoders: one H.264 + AAC encode of the program, shared by every muxed output.
 
-It consumes ticks from its own bounded queue in its own thread and fans packets out to its sinks
-(RTMP pushes, recorders), each of which has a bounded queue of its own. Timestamps come from the tick
+The WebRTC encode (``stream/rtc/encoder.py``) shares the machinery. Each consumes ticks from its own
+bounded queue in its own thread and fans packets out to its sinks (RTMP pushes, recorders, WebRTC
+peers), each of which has a bounded queue of its own. Timestamps come from the tick
 number only: video pts = k (time base 1/fps), audio pts = k*S (time base 1/sample_rate).
 """
 
@@ -14,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import av
 import numpy as np
@@ -99,40 +100,47 @@ class EncoderStats:
     encode_s: float = 0.0
 
 
-class Encoder:
-    """A tick sink that encodes and publishes packets to its packet sinks."""
+class Encodes(Protocol):
+    """An opened codec (a stream or a codec context): frames in, packets out; None flushes."""
 
-    def __init__(
-        self, timing: Timing, size: tuple[int, int], cfg: EncoderConfig, queue_ticks: int = 50
-    ) -> None:
+    def encode(self, frame: Any = None) -> list[av.Packet]:
+        """Encode one frame."""
+        ...
+
+
+class TickEncoder:
+    """A tick sink that encodes in its own thread and publishes packets to its packet sinks.
+
+    Subclasses open the codecs; this class owns the queue, the thread, the audio framing and the
+    fan-out. Sinks may be added and removed while it runs.
+    """
+
+    audio_frame_size = AAC_FRAME
+    audio_format = "fltp"
+    pad_last_audio_frame = False
+
+    def __init__(self, timing: Timing, video: Encodes, audio: Encodes, queue_ticks: int, name: str) -> None:
         self.timing = timing
         self.stats = EncoderStats()
-        self._sinks: list[PacketSink] = []
+        self._video = video
+        self._audio = audio
+        self._sinks: tuple[PacketSink, ...] = ()
+        self._sinks_lock = threading.Lock()
         self._queue: queue.Queue[Tick | None] = queue.Queue(maxsize=queue_ticks)
         self._keyframe_wanted = threading.Event()
-        self._template = av.open(io.BytesIO(), "w", format="flv")
-        video = self._template.add_stream("libx264", rate=timing.fps)
-        video.width, video.height = size
-        video.pix_fmt = "yuv420p"
-        video.bit_rate = cfg.video.bitrate_kbps * 1000
-        video.codec_context.time_base = timing.video_time_base
-        video.codec_context.options = x264_options(cfg, timing.fps)
-        audio = self._template.add_stream("aac", rate=timing.sample_rate, layout="stereo")
-        audio.bit_rate = cfg.audio.bitrate_kbps * 1000
-        audio.codec_context.time_base = timing.audio_time_base
-        video.codec_context.open()
-        audio.codec_context.open()
-        # Writing the (discarded) header copies the opened encoders' parameters, extradata included,
-        # into the streams that every muxer uses as templates.
-        self._template.start_encoding()
-        self.templates = StreamTemplates(video, audio)
         self._fifo = np.zeros((0, 2), np.int16)
         self._fifo_start = 0
-        self._thread = threading.Thread(target=self._run, name="encoder", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def add_sink(self, sink: PacketSink) -> None:
-        """Feed ``sink`` too (before ``start``)."""
-        self._sinks.append(sink)
+        """Feed ``sink`` too."""
+        with self._sinks_lock:
+            self._sinks = (*self._sinks, sink)
+
+    def remove_sink(self, sink: PacketSink) -> None:
+        """Stop feeding ``sink`` (it gets no end-of-stream)."""
+        with self._sinks_lock:
+            self._sinks = tuple(s for s in self._sinks if s is not sink)
 
     def request_keyframe(self) -> None:
         """Make the next picture an IDR frame (an output reconnected and wants to start)."""
@@ -168,6 +176,7 @@ class Encoder:
         return self._queue.qsize()
 
     def _publish(self, packets: list[av.Packet], kind: Literal["video", "audio"], unit: Fraction) -> None:
+        sinks = self._sinks
         for packet in packets:
             if packet.pts is None or packet.time_base is None:
                 continue
@@ -180,7 +189,7 @@ class Encoder:
             self.stats.packets += 1
             self.stats.bytes += len(encoded.data)
             self.stats.keyframes += kind == "video" and encoded.keyframe
-            for sink in self._sinks:
+            for sink in sinks:
                 sink.offer_packet(encoded)
 
     def _audio_frames(self, tick: Tick) -> list[av.AudioFrame]:
@@ -193,15 +202,21 @@ class Encoder:
             else:
                 self._fifo, self._fifo_start = np.zeros((0, 2), np.int16), start
         self._fifo = np.concatenate([self._fifo, tick.audio]) if len(self._fifo) else tick.audio
-        return self._drain_fifo(AAC_FRAME)
+        return self._drain_fifo(self.audio_frame_size)
 
     def _drain_fifo(self, minimum: int) -> list[av.AudioFrame]:
-        """AAC frames of 1024 samples from the FIFO; ``minimum`` < 1024 also takes a short last frame."""
+        """Audio frames of ``audio_frame_size`` from the FIFO; a small ``minimum`` takes a short last one."""
+        size = self.audio_frame_size
         frames = []
         while len(self._fifo) >= minimum and len(self._fifo):
-            chunk, self._fifo = self._fifo[:AAC_FRAME], self._fifo[AAC_FRAME:]
-            planar = np.ascontiguousarray(chunk.T, dtype=np.float32) * (1.0 / 32768.0)
-            frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout="stereo")
+            chunk, self._fifo = self._fifo[:size], self._fifo[size:]
+            if len(chunk) < size and self.pad_last_audio_frame:
+                chunk = np.concatenate([chunk, np.zeros((size - len(chunk), 2), np.int16)])
+            if self.audio_format == "s16":
+                frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="stereo")
+            else:
+                planar = np.ascontiguousarray(chunk.T, dtype=np.float32) * (1.0 / 32768.0)
+                frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout="stereo")
             frame.sample_rate = self.timing.sample_rate
             frame.pts = self._fifo_start
             frame.time_base = self.timing.audio_time_base
@@ -210,16 +225,15 @@ class Encoder:
         return frames
 
     def _encode(self, tick: Tick) -> None:
-        video, audio = self.templates.video, self.templates.audio
         frame = av.VideoFrame.from_ndarray(tick.video, format="yuv420p")
         frame.pts = tick.k
         frame.time_base = self.timing.video_time_base
         if self._keyframe_wanted.is_set():
             self._keyframe_wanted.clear()
             frame.pict_type = PictureType.I
-        self._publish(video.encode(frame), "video", self.timing.video_time_base)
+        self._publish(self._video.encode(frame), "video", self.timing.video_time_base)
         for audio_frame in self._audio_frames(tick):
-            self._publish(audio.encode(audio_frame), "audio", self.timing.audio_time_base)
+            self._publish(self._audio.encode(audio_frame), "audio", self.timing.audio_time_base)
         self.stats.ticks += 1
 
     def _run(self) -> None:
@@ -235,10 +249,35 @@ class Encoder:
                     self.stats.dropped += 1
                     log.exception("encoding tick %d failed; skipped", tick.k)
                 self.stats.encode_s += time.thread_time() - started
-            self._publish(self.templates.video.encode(None), "video", self.timing.video_time_base)
+            self._publish(self._video.encode(None), "video", self.timing.video_time_base)
             for audio_frame in self._drain_fifo(1):
-                self._publish(self.templates.audio.encode(audio_frame), "audio", self.timing.audio_time_base)
-            self._publish(self.templates.audio.encode(None), "audio", self.timing.audio_time_base)
+                self._publish(self._audio.encode(audio_frame), "audio", self.timing.audio_time_base)
+            self._publish(self._audio.encode(None), "audio", self.timing.audio_time_base)
         finally:
             for sink in self._sinks:
                 sink.end_of_stream()
+
+
+class Encoder(TickEncoder):
+    """The H.264 + AAC encode shared by the RTMP pushes and the recorders."""
+
+    def __init__(
+        self, timing: Timing, size: tuple[int, int], cfg: EncoderConfig, queue_ticks: int = 50
+    ) -> None:
+        self._template = av.open(io.BytesIO(), "w", format="flv")
+        video = self._template.add_stream("libx264", rate=timing.fps)
+        video.width, video.height = size
+        video.pix_fmt = "yuv420p"
+        video.bit_rate = cfg.video.bitrate_kbps * 1000
+        video.codec_context.time_base = timing.video_time_base
+        video.codec_context.options = x264_options(cfg, timing.fps)
+        audio = self._template.add_stream("aac", rate=timing.sample_rate, layout="stereo")
+        audio.bit_rate = cfg.audio.bitrate_kbps * 1000
+        audio.codec_context.time_base = timing.audio_time_base
+        video.codec_context.open()
+        audio.codec_context.open()
+        # Writing the (discarded) header copies the opened encoders' parameters, extradata included,
+        # into the streams that every muxer uses as templates.
+        self._template.start_encoding()
+        self.templates = StreamTemplates(video, audio)
+        super().__init__(timing, video, audio, queue_ticks, "encoder")

@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from broadcaster.stream.encoder import EncodedPacket
 
@@ -126,11 +127,35 @@ class PacketOutput(abc.ABC):
 
     def status(self) -> str:
         """One short line for the status log."""
-        s = self.stats
-        line = f"{self.kind} {self.name}: {s.state} sent={s.packets} drop={s.dropped}"
-        if s.reconnects:
-            line += f" reconnects={s.reconnects}"
-        return line
+        return output_status(self.kind, self.name, self.stats)
+
+
+class Output(Protocol):
+    """What the app starts, watches and closes: a packet output, or a WHIP push."""
+
+    kind: str
+    name: str
+    stats: OutputStats
+
+    def start(self) -> None:
+        """Start sending."""
+        ...
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Finish within ``timeout``; True when done."""
+        ...
+
+    def status(self) -> str:
+        """One short line for the status log."""
+        ...
+
+
+def output_status(kind: str, name: str, s: OutputStats) -> str:
+    """The status line of an output."""
+    line = f"{kind} {name}: {s.state} sent={s.packets} drop={s.dropped}"
+    if s.reconnects:
+        line += f" reconnects={s.reconnects}"
+    return line
 
 
 def pace(deadline: float, output: PacketOutput) -> bool:

@@ -1,0 +1,166 @@
+"""The WHIP push: the program sent over WebRTC to SRS or any WHIP server (RFC 9725).
+
+Each session: an offer with send-only H.264 (constrained baseline) and Opus, POSTed to the endpoint;
+the answer applied; packets of the shared WebRTC encode flow once ICE and DTLS connect. When the
+connection fails, drops or never comes up, the session's resource is DELETEd (SRS refuses a second
+publisher of a stream until the old one expires), and after a capped exponential backoff it starts
+over. Everything runs on the RTC loop; the program and the other outputs never wait on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import time
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from broadcaster.stream.clock import ProgramClock
+from broadcaster.stream.outputs.base import OutputStats, output_status
+from broadcaster.stream.rtc.encoder import RtcEncoder
+from broadcaster.stream.rtc.feed import PeerFeed, on_keyframe_request
+from broadcaster.stream.rtc.peer import configuration, sending_offer
+from broadcaster.stream.rtc.runtime import RtcRuntime
+from broadcaster.stream.rtc.settings import WhipOutputConfig, redact_url
+from broadcaster.stream.rtc.whip_http import WhipClient, WhipError
+
+log = logging.getLogger(__name__)
+
+STABLE_AFTER_S = 10.0
+ENDED_STATES = ("failed", "closed")
+
+
+class WhipOutput:
+    """One WHIP destination."""
+
+    kind = "whip"
+
+    def __init__(
+        self, cfg: WhipOutputConfig, runtime: RtcRuntime, encoder: RtcEncoder, clock: ProgramClock
+    ) -> None:
+        self.cfg = cfg
+        self.name = cfg.name or redact_url(cfg.url)
+        self.stats = OutputStats()
+        self.sessions = 0
+        self._runtime = runtime
+        self._encoder = encoder
+        self._clock = clock
+        self._job: concurrent.futures.Future[None] | None = None
+        self._closing = asyncio.Event()  # bound to the RTC loop at its first wait
+
+    def start(self) -> None:
+        """Start publishing (on the RTC loop)."""
+        self._job = self._runtime.submit(self._run())
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """End the session (DELETE on the server) within ``timeout``; True when it has ended."""
+        if self._job is None:
+            return True
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            self._runtime.loop.call_soon_threadsafe(self._closing.set)
+        with contextlib.suppress(concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            self._job.result(timeout)
+        if not self._job.done():
+            self._job.cancel()
+            with contextlib.suppress(concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+                self._job.result(2.0)
+        return self._job.done()
+
+    def status(self) -> str:
+        """One short line for the status log."""
+        return output_status(self.kind, self.name, self.stats)
+
+    def fail(self, message: str) -> None:
+        """Count and log an error of this output."""
+        self.stats.errors += 1
+        self.stats.last_error = message
+        log.warning("whip %s: %s", self.name, message)
+
+    async def _run(self) -> None:
+        backoff = self.cfg.backoff_initial_s
+        async with WhipClient(self.cfg.endpoint(), self.cfg.bearer(), self.cfg.request_timeout_s) as client:
+            while not self._closing.is_set():
+                self.stats.state = "connecting"
+                lived = await self._session(client)
+                if self._closing.is_set():
+                    break
+                if lived >= STABLE_AFTER_S:
+                    backoff = self.cfg.backoff_initial_s
+                self.stats.reconnects += 1
+                self.stats.state = f"retrying in {backoff:.0f}s"
+                log.info("whip %s: publishing again in %.1f s", self.name, backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), backoff)
+                backoff = min(backoff * 2, self.cfg.backoff_max_s)
+        self.stats.state = "closed"
+
+    async def _session(self, client: WhipClient) -> float:
+        """Publish until the connection ends or the output closes; the seconds it was live."""
+        loop = asyncio.get_running_loop()
+        feed = PeerFeed(loop, self._clock, self._encoder.request_keyframe, self.cfg.queue_seconds)
+        pc = RTCPeerConnection(configuration(self._runtime.cfg))
+        changed = asyncio.Event()
+        pc.on("connectionstatechange", changed.set)
+        resource = None
+        live_since: float | None = None
+        base = (self.stats.packets, self.stats.bytes, self.stats.dropped)
+        try:
+            offer = await sending_offer(pc, feed.video, feed.audio)
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "video":
+                    on_keyframe_request(transceiver.sender, self._encoder.request_keyframe)
+            resource = await client.publish(offer)
+            self.sessions += 1
+            await pc.setRemoteDescription(RTCSessionDescription(resource.answer, "answer"))
+            self._encoder.add_sink(feed)
+            self._encoder.request_keyframe()
+            deadline = loop.time() + self._runtime.cfg.connect_timeout_s
+            while not self._closing.is_set() and not feed.ended:
+                state = pc.connectionState
+                if state in ENDED_STATES:
+                    raise WhipError(
+                        f"the connection {state} (ICE/DTLS)"
+                        if live_since
+                        else f"ICE/DTLS {state} before the media flowed; is the server's candidate "
+                        "address reachable from here (SRS: candidate / eip)?"
+                    )
+                if state == "connected" and live_since is None:
+                    live_since = time.monotonic()
+                    self.stats.state = "live"
+                    log.info("whip %s: live", self.name)
+                if live_since is None and loop.time() > deadline:
+                    raise WhipError(
+                        f"ICE/DTLS did not connect in {self._runtime.cfg.connect_timeout_s:.0f} s; is the "
+                        "server's candidate address reachable from here (SRS: candidate / eip)?"
+                    )
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wait_any(changed), 0.5)
+                self._count(feed, base)
+        except WhipError as exc:
+            self.fail(str(exc))
+        except Exception as exc:  # aiortc or SDP trouble: a failed session, never a dead output
+            log.exception("whip %s: the session failed", self.name)
+            self.fail(f"session failed: {exc}")
+        finally:
+            self._encoder.remove_sink(feed)
+            self._count(feed, base)
+            if resource is not None:
+                await client.delete(resource)
+            await pc.close()
+        return 0.0 if live_since is None else time.monotonic() - live_since
+
+    async def _wait_any(self, changed: asyncio.Event) -> None:
+        waits = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(self._closing.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    def _count(self, feed: PeerFeed, base: tuple[int, int, int]) -> None:
+        self.stats.packets = base[0] + feed.stats.packets
+        self.stats.bytes = base[1] + feed.stats.bytes
+        self.stats.dropped = base[2] + feed.stats.dropped

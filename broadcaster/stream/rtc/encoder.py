@@ -1,0 +1,69 @@
+"""The WebRTC encode: H.264 constrained baseline (parameter sets in band) and Opus, once for all peers.
+
+Every WHIP push and every preview viewer is a sink of this one encoder, so ten viewers cost what one
+does. It encodes only while someone listens: with no sink, ticks are not even queued.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+
+from broadcaster.stream.clock import Timing
+from broadcaster.stream.encoder import TickEncoder
+from broadcaster.stream.rtc.settings import RtcConfig
+from broadcaster.stream.tick import Tick
+
+OPUS_FRAME = 960  # 20 ms at 48 kHz
+
+
+class RtcEncoder(TickEncoder):
+    """A ``TickSink`` whose packets go to WebRTC peers (``rtc.feed.PeerFeed``)."""
+
+    audio_frame_size = OPUS_FRAME
+    audio_format = "s16"
+    pad_last_audio_frame = True
+
+    def __init__(self, timing: Timing, size: tuple[int, int], cfg: RtcConfig, queue_ticks: int = 50) -> None:
+        video = av.CodecContext.create("libx264", "w")
+        video.width, video.height = size
+        video.pix_fmt = "yuv420p"
+        video.time_base = timing.video_time_base
+        video.framerate = Fraction(timing.fps, 1)
+        video.bit_rate = cfg.video_bitrate_kbps * 1000
+        gop = max(1, round(cfg.gop_seconds * timing.fps))
+        video.options = {
+            "preset": cfg.preset,
+            "tune": "zerolatency",
+            "profile": "baseline",
+            "x264-params": ":".join(
+                (
+                    f"keyint={gop}",
+                    f"min-keyint={gop}",
+                    "scenecut=0",
+                    "forced-idr=1",
+                    "repeat-headers=1",
+                    f"vbv-maxrate={cfg.video_bitrate_kbps}",
+                    f"vbv-bufsize={cfg.video_bitrate_kbps}",
+                )
+            ),
+        }
+        audio = av.CodecContext.create("libopus", "w")
+        audio.sample_rate = timing.sample_rate
+        audio.layout = "stereo"
+        audio.format = "s16"
+        audio.bit_rate = cfg.audio_bitrate_kbps * 1000
+        audio.time_base = timing.audio_time_base
+        video.open()
+        audio.open()
+        super().__init__(timing, video, audio, queue_ticks, "rtc-encoder")
+
+    @property
+    def listening(self) -> bool:
+        """Whether anyone takes the packets."""
+        return bool(self._sinks)
+
+    def offer(self, tick: Tick) -> bool:
+        """Queue the tick for encoding while anyone listens; otherwise let it pass."""
+        return super().offer(tick) if self._sinks else True

@@ -1,0 +1,168 @@
+"""One WebRTC peer's share of the encode: a packet sink on the encoder's thread, two tracks on the loop.
+
+The tracks hand aiortc pre-encoded packets (it packetises them without re-encoding) at the moment each
+tick is due on the program clock, so every peer's RTP timestamps come from the tick number and its
+sender reports map them to the wall clock the program keeps (invariant 1). A peer that cannot keep up
+loses packets at its own bounded queue, up to the next keyframe (invariant 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import av
+from aiortc import MediaStreamTrack, RTCRtpSender
+from aiortc.mediastreams import MediaStreamError
+
+from broadcaster.stream.clock import ProgramClock
+from broadcaster.stream.encoder import EncodedPacket
+
+Kind = Literal["video", "audio"]
+
+
+@dataclass
+class FeedStats:
+    """What one peer was sent and lost."""
+
+    packets: int = 0
+    bytes: int = 0
+    dropped: int = 0
+
+
+class PacedTrack(MediaStreamTrack):
+    """A track of encoded packets, each released when its tick is due."""
+
+    def __init__(self, feed: PeerFeed, kind: Kind, capacity: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self._feed = feed
+        self._queue: queue.Queue[EncodedPacket | None] = queue.Queue(capacity)
+        self._ready = asyncio.Event()
+        unit = feed.clock.timing
+        self._time_base = unit.video_time_base if kind == "video" else unit.audio_time_base
+        self._per_tick = 1 if kind == "video" else unit.samples_per_tick
+
+    def put(self, packet: EncodedPacket | None) -> bool:
+        """Queue a packet (any thread); False when the queue is full."""
+        try:
+            self._queue.put_nowait(packet)
+        except queue.Full:
+            return False
+        self._feed.wake(self._ready)
+        return True
+
+    def finish(self) -> None:
+        """End the track after what is queued (any thread)."""
+        while not self.put(None):
+            with contextlib.suppress(queue.Empty):
+                self._queue.get_nowait()
+
+    async def _next(self) -> EncodedPacket:
+        while True:
+            try:
+                packet = self._queue.get_nowait()
+            except queue.Empty:
+                self._ready.clear()
+                if self._queue.empty():
+                    await self._ready.wait()
+                continue
+            if packet is None:
+                self.stop()
+                raise MediaStreamError
+            return packet
+
+    async def recv(self) -> av.Packet:
+        """The next packet, at its due time."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        packet = await self._next()
+        wait = self._feed.clock.due(packet.pts // self._per_tick) - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        out = av.Packet(packet.data)
+        out.pts = out.dts = packet.pts
+        out.time_base = self._time_base
+        out.is_keyframe = packet.keyframe
+        stats = self._feed.stats
+        stats.packets += 1
+        stats.bytes += len(packet.data)
+        return out
+
+
+class PeerFeed:
+    """The packet sink of one peer: keyframe-gated, bounded, never blocking the encoder."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        clock: ProgramClock,
+        request_keyframe: Callable[[], None],
+        queue_seconds: float = 2.0,
+    ) -> None:
+        self.loop = loop
+        self.clock = clock
+        self.stats = FeedStats()
+        self._request_keyframe = request_keyframe
+        fps = clock.timing.fps
+        self.video = PacedTrack(self, "video", max(2, round(queue_seconds * fps)))
+        # Opus frames are 20 ms: 50 a second
+        self.audio = PacedTrack(self, "audio", max(2, round(queue_seconds * 50)))
+        self._skipping = True  # every peer starts at a keyframe
+        self._ended = False
+
+    def wake(self, event: asyncio.Event) -> None:
+        """Wake a track waiting on the loop (from any thread)."""
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            self.loop.call_soon_threadsafe(event.set)
+
+    def offer_packet(self, packet: EncodedPacket) -> bool:
+        """Take a packet or drop it; after a video drop, skip to the next keyframe and ask for one."""
+        if self._ended or (self._skipping and packet.kind == "audio"):
+            return False
+        if packet.kind == "audio":
+            taken = self.audio.put(packet)
+            self.stats.dropped += not taken
+            return taken
+        if self._skipping and not packet.keyframe:
+            self.stats.dropped += 1
+            return False
+        if not self.video.put(packet):
+            self.stats.dropped += 1
+            if not self._skipping:
+                self._skipping = True
+                self._request_keyframe()
+            return False
+        self._skipping = False
+        return True
+
+    def end_of_stream(self) -> None:
+        """The encoder has ended: the tracks end after what is queued."""
+        self._ended = True
+        self.video.finish()
+        self.audio.finish()
+
+    @property
+    def ended(self) -> bool:
+        """Whether the stream has ended."""
+        return self._ended
+
+
+def on_keyframe_request(sender: RTCRtpSender, request: Callable[[], None]) -> None:
+    """Pass the receiver's keyframe requests (PLI/FIR) on to the encoder.
+
+    aiortc only acts on them when it encodes itself; with pre-encoded packets the encoder must hear of
+    them, so the sender's hook is wrapped.
+    """
+    hook = sender._send_keyframe
+
+    def send_keyframe() -> None:
+        hook()
+        request()
+
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
