@@ -195,7 +195,13 @@ class Broadcaster:
             on_finished=self._program_finished,
         )
         self.status = StatusReporter(
-            self.program, self.encoder, self.outputs, self.lipsync, self.speech, self._show_stats
+            self.program,
+            self.encoder,
+            self.outputs,
+            self.lipsync,
+            self.speech,
+            self._show_stats,
+            rtc_encoder=self.rtc_encoder,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._health_ticks = (0, 0.0)  # ticks at the last /healthz, and when (loop time)

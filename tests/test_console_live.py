@@ -19,7 +19,7 @@ from tests.openai_double import ScriptedLlm
 from tests.run_cli import ROOT, finish
 
 pytest.importorskip("playwright.async_api", reason="needs the playwright package (pip install playwright)")
-from tests.test_dashboard import CHROMIUM, browser_page, canvas_pixels, pw_api
+from tests.test_dashboard import CHROMIUM, browser_page, pw_api, screen_pixels
 
 TOKEN = "a-console-token-for-the-test-0123456789"
 WAIT_MS = 30_000
@@ -87,12 +87,12 @@ async def test_a_moderator_runs_the_show_from_the_dashboard(avatar_root: Path, t
             # the program's own preview moves (the avatar breathes and sways)
             counter = page.get_by_test_id("frame-counter")
             await pw_api.expect(counter).to_have_text(re.compile(r"frame \d+"), timeout=WAIT_MS)
-            before = await canvas_pixels(page)
+            before = await screen_pixels(page)
             await pw_api.expect(counter).not_to_have_text(
                 (await counter.text_content()) or "", timeout=WAIT_MS
             )
             await asyncio.sleep(1.0)
-            assert await canvas_pixels(page) != before, "the preview picture changes"
+            assert await screen_pixels(page) != before, "the preview picture changes"
 
             # a talk on air; "say next" waits in the queue for its sentence, then airs
             await pw_api.expect(page.get_by_test_id("script-select")).to_have_value(

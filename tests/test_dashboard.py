@@ -83,11 +83,19 @@ async def browser_page() -> AsyncIterator[Any]:
             await browser.close()
 
 
-async def canvas_pixels(page: Any) -> list[int]:
+async def screen_pixels(page: Any) -> list[int]:
+    """A row of the picture on screen: the WebRTC video when it plays, else the preview canvas."""
     return list(
         await page.evaluate(
             """() => {
-                const c = document.querySelector('[data-testid="preview"]');
+                const video = document.querySelector('[data-testid="live"]');
+                let c = document.querySelector('[data-testid="preview"]');
+                if (!video.hidden) {
+                    c = document.createElement('canvas');
+                    c.width = video.videoWidth;
+                    c.height = video.videoHeight;
+                    c.getContext('2d').drawImage(video, 0, 0);
+                }
                 return Array.from(c.getContext('2d').getImageData(0, c.height / 2, c.width, 1).data);
             }"""
         )
@@ -111,13 +119,13 @@ async def test_the_dashboard_shows_the_program_and_drives_the_show() -> None:
                 await pw_api.expect(counter).to_have_text(
                     re.compile(r"frame ([3-9]|\d\d+) "), timeout=WAIT_MS
                 )
-                before = await canvas_pixels(page)
+                before = await screen_pixels(page)
                 seen = (await counter.text_content()) or ""
                 await pw_api.expect(counter).not_to_have_text(seen, timeout=WAIT_MS)
                 await pw_api.expect(counter).not_to_have_text(
                     (await counter.text_content()) or "", timeout=WAIT_MS
                 )
-                assert await canvas_pixels(page) != before
+                assert await screen_pixels(page) != before
 
                 # the state snapshot filled the script picker
                 await pw_api.expect(page.get_by_test_id("script-select")).to_have_value("morning")

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from broadcaster.face.lipsync.base import LipSync
-from broadcaster.stream.encoder import Encoder
+from broadcaster.stream.encoder import Encoder, TickEncoder
 from broadcaster.stream.outputs.base import Output
 from broadcaster.stream.program import Program
 from broadcaster.voice.speech_track import SpeechTrack
@@ -27,9 +27,11 @@ class StatusReporter:
         lipsync: LipSync | None = None,
         speech: SpeechTrack | None = None,
         show: Callable[[], dict[str, Any]] | None = None,
+        rtc_encoder: TickEncoder | None = None,
     ) -> None:
         self.program = program
         self.encoder = encoder
+        self.rtc_encoder = rtc_encoder
         self.outputs = list(outputs)
         self.lipsync = lipsync
         self.speech = speech
@@ -78,8 +80,9 @@ class StatusReporter:
                     f"director on_air={'>'.join(director['on_air']) or '-'} queued(m/c/s)={lanes}"
                     f" review={director['review']}"
                 )
-        if self.encoder is not None:
-            parts.append(f"encoder q={self.encoder.queued} drop={self.encoder.stats.dropped}")
+        for name, encoder in (("encoder", self.encoder), ("rtc", self.rtc_encoder)):
+            if encoder is not None and encoder.stats.ticks:
+                parts.append(f"{name} q={encoder.queued} drop={encoder.stats.dropped}")
         parts.extend(o.status() for o in self.outputs)
         return " | ".join(parts)
 
@@ -101,14 +104,16 @@ class StatusReporter:
             result["speech"] = {"samples": self.speech.samples_spoken, "held_ticks": self.speech.held_ticks}
         if self.show is not None:
             result.update(self.show())
-        if self.encoder is not None:
-            e = self.encoder.stats
-            result["encoder"] = {
-                "ticks": e.ticks,
-                "dropped": e.dropped,
-                "packets": e.packets,
-                "keyframes": e.keyframes,
-            }
+        for name, encoder in (("encoder", self.encoder), ("rtc_encoder", self.rtc_encoder)):
+            if encoder is not None:
+                e = encoder.stats
+                result[name] = {
+                    "ticks": e.ticks,
+                    "dropped": e.dropped,
+                    "packets": e.packets,
+                    "keyframes": e.keyframes,
+                    "encode_s": round(e.encode_s, 2),
+                }
         result["outputs"] = [
             {
                 "kind": o.kind,

@@ -5,8 +5,10 @@ const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 const CHAT_KEPT = 100;
 const MAGIC_JPEG = "JPEG";
 const MAGIC_PCM = "PCM1";
+const TOPICS = ["on_air", "queue", "triage", "review", "state", "metrics"];
+const LIVE_CONNECT_MS = 10000;
 
-const view = { frames: 0, queue: [], reviews: new Map(), scripts: [], switches: {} };
+const view = { frames: 0, queue: [], reviews: new Map(), scripts: [], switches: {}, liveMode: "" };
 let ws = null;
 let nextId = 1;
 let retry = 0;
@@ -93,8 +95,9 @@ function connect() {
       await send("auth", { token });
       retry = 0;
       setConnection("live");
-      await send("subscribe", { topics: ["on_air", "queue", "triage", "review", "state", "metrics", "preview"] });
+      await send("subscribe", { topics: TOPICS });
       applyState(await send("state"));
+      startLive();
     } catch (err) {
       notice(err.message, true);
       if (err.code === "unauthorized") token = askToken();
@@ -108,6 +111,7 @@ function connect() {
     else onReply(msg);
   };
   ws.onclose = () => {
+    stopLive();
     for (const waiter of pending.values()) waiter.reject(new Error("connection lost"));
     pending.clear();
     setConnection("disconnected");
@@ -258,7 +262,120 @@ function renderMetrics(m) {
     .map(([k, v]) => el("span", {}, `${k} `, el("b", { textContent: String(v) }))));
 }
 
-// -- preview: pictures and sound -----------------------------------------------------------------
+// -- live view: the program over WebRTC (encoded once for every viewer), pictures as the fallback --
+
+let live = null;  // { pc }
+
+async function startLive() {
+  view.liveMode = "";
+  if (!window.RTCPeerConnection) return fallBack("this browser has no WebRTC");
+  const pc = new RTCPeerConnection();
+  live = { pc };
+  const stream = new MediaStream();
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" });
+  pc.ontrack = (e) => stream.addTrack(e.track);
+  pc.onconnectionstatechange = () => {
+    if (pc.connectionState === "failed" && live && live.pc === pc) fallBack("the WebRTC connection failed");
+  };
+  const video = $("live");
+  video.srcObject = stream;
+  video.onplaying = () => {
+    if (!live || live.pc !== pc) return;
+    view.liveMode = "webrtc";
+    video.hidden = false;
+    $("preview").hidden = true;
+    countFrames(video, pc);
+  };
+  try {
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc, 3000);
+    const answer = await send("watch.offer", { sdp: pc.localDescription.sdp });
+    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    video.play().catch(() => {});  // muted, so no click is needed
+  } catch (err) {
+    if (live && live.pc === pc) fallBack(err.message);
+    return;
+  }
+  setTimeout(() => {
+    if (live && live.pc === pc && view.liveMode !== "webrtc") fallBack("WebRTC did not connect");
+  }, LIVE_CONNECT_MS);
+}
+
+function gathered(pc, ms) {
+  return new Promise((resolve) => {
+    if (pc.iceGatheringState === "complete") return resolve();
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") resolve();
+    });
+    setTimeout(resolve, ms);
+  });
+}
+
+function countFrames(video, pc) {
+  const frame = () => {
+    if (!live || live.pc !== pc) return;
+    view.frames += 1;
+    $("frame-counter").textContent = `frame ${view.frames} (WebRTC)`;
+    video.requestVideoFrameCallback(frame);
+  };
+  video.requestVideoFrameCallback(frame);
+}
+
+function stopLive() {
+  if (live) {
+    if (live.meter) live.meter.context.close();
+    live.pc.close();
+  }
+  live = null;
+}
+
+async function fallBack(why) {
+  stopLive();
+  view.liveMode = "pictures";
+  $("live").hidden = true;
+  $("live").srcObject = null;
+  $("preview").hidden = false;
+  notice(`live view: ${why}; showing pictures instead`);
+  try {
+    await send("subscribe", { topics: [...TOPICS, "preview"] });
+  } catch (err) {
+    notice(err.message, true);
+  }
+}
+
+// what the live view decoded and how loud it is, for tests and curious operators
+window.liveStats = async () => {
+  const out = { mode: view.liveMode, video: 0, audio: 0, level: 0 };
+  if (!live) return out;
+  (await live.pc.getStats()).forEach((s) => {
+    if (s.type !== "inbound-rtp") return;
+    if (s.kind === "video") out.video = s.framesDecoded || 0;
+    if (s.kind === "audio") out.audio = s.totalSamplesReceived || 0;
+  });
+  out.level = soundLevel();
+  return out;
+};
+
+// the peak of the program's sound over the last 40 ms, 0..1 (a meter on the live stream itself)
+function soundLevel() {
+  const stream = $("live").srcObject;
+  if (!live || !stream || !stream.getAudioTracks().length) return 0;
+  if (!live.meter) {
+    const context = new AudioContext();
+    const analyser = context.createAnalyser();
+    analyser.fftSize = 2048;
+    context.createMediaStreamSource(stream).connect(analyser);
+    live.meter = { context, analyser, data: new Float32Array(analyser.fftSize) };
+    live.pc.addEventListener("connectionstatechange", () => {
+      if (live === null || live.pc.connectionState === "closed") context.close();
+    });
+  }
+  live.meter.analyser.getFloatTimeDomainData(live.meter.data);
+  return live.meter.data.reduce((peak, v) => Math.max(peak, Math.abs(v)), 0);
+}
+
+// -- preview pictures and sound (the fallback) -----------------------------------------------------
 
 let audio = null;
 let audioAt = 0;
@@ -321,6 +438,12 @@ function bind() {
   $("avatar-switch").onclick = () => command("avatar.switch", { name: $("avatar-name").value.trim() });
   $("persona-switch").onclick = () => command("persona.switch", { name: $("persona-name").value.trim() });
   $("sound").onclick = () => {
+    if (view.liveMode === "webrtc") {
+      const video = $("live");
+      video.muted = !video.muted;
+      $("sound").textContent = video.muted ? "sound on" : "sound off";
+      return;
+    }
     if (audio) { audio.close(); audio = null; $("sound").textContent = "sound on"; return; }
     audio = new AudioContext();  // browsers allow sound only after a click
     audioAt = 0;

@@ -19,7 +19,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from broadcaster.stream.clock import ProgramClock
 from broadcaster.stream.rtc.encoder import RtcEncoder
 from broadcaster.stream.rtc.feed import PeerFeed, on_keyframe_request
-from broadcaster.stream.rtc.peer import configuration, prefer_codecs
+from broadcaster.stream.rtc.peer import add_sending, configuration
 from broadcaster.stream.rtc.runtime import RtcRuntime
 
 log = logging.getLogger(__name__)
@@ -89,16 +89,16 @@ class Viewers:
         feed = PeerFeed(loop, self.clock, self.encoder.request_keyframe, QUEUE_SECONDS)
         pc = RTCPeerConnection(configuration(self.runtime.cfg))
         try:
+            # the sending transceivers, with their codecs, exist before the offer is read: it is matched
+            # to them, so the answer keeps H.264 + Opus whatever order the browser listed codecs in
+            add_sending(pc, feed.video, feed.audio)
             await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
             kinds = sorted(t.kind for t in pc.getTransceivers())
             if kinds != ["audio", "video"]:
                 raise ViewerError(f"the offer must receive one video and one audio track, not {kinds}")
-            for track in (feed.video, feed.audio):
-                sender = pc.addTrack(track)
-                transceiver = next(t for t in pc.getTransceivers() if t.sender is sender)
-                prefer_codecs(transceiver)
-                if track.kind == "video":
-                    on_keyframe_request(sender, self.encoder.request_keyframe)
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "video":
+                    on_keyframe_request(transceiver.sender, self.encoder.request_keyframe)
             await pc.setLocalDescription(await pc.createAnswer())
         except ViewerError:
             await pc.close()

@@ -1,0 +1,114 @@
+"""The dashboard's live view over WebRTC, in Debian's Chromium, from the real `broadcaster run` process:
+frames and sound arrive and play, two viewers share the one encode, a viewer that leaves is let go."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import free_port
+from tests.media import write_tone_wav
+from tests.run_cli import ROOT, finish
+
+pytest.importorskip("playwright.async_api", reason="needs the playwright package (pip install playwright)")
+from tests.test_console_live import TOKEN, WAIT_MS, wait_listening
+from tests.test_dashboard import CHROMIUM, browser_page, pw_api, screen_pixels
+
+
+def start_show(avatar_root: Path, tmp_path: Path, port: int, wav: Path) -> subprocess.Popen[str]:
+    args = {
+        "avatar.dir": str(avatar_root),
+        "outputs": [],
+        "store.path": str(tmp_path / "show.sqlite3"),
+        "voice.cache.dir": str(tmp_path / "tts"),
+        "control.port": port,
+        "show.fillers.enabled": False,
+        "rtc.host_addresses": ["127.0.0.1"],
+        "rtc.video_bitrate_kbps": 1000,
+    }
+    sets = [x for key, value in args.items() for x in ("--set", f"{key}={json.dumps(value)}")]
+    return subprocess.Popen(
+        [sys.executable, "-m", "broadcaster", "run", "--for", "90", "--play-wav", str(wav), *sets],
+        cwd=ROOT,
+        env={**os.environ, "BROADCASTER_TOKEN": TOKEN},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def live_stats(page: Any) -> dict[str, Any]:
+    return dict(await page.evaluate("() => window.liveStats()"))
+
+
+def metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith(f"broadcaster_{name} "):
+                return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium")
+async def test_the_program_plays_in_the_browser_over_webrtc(avatar_root: Path, tmp_path: Path) -> None:
+    wav = tmp_path / "tone.wav"
+    write_tone_wav(wav, 48000, 0.5, 60.0, 0.5)
+    port = free_port()
+    process = start_show(avatar_root, tmp_path, port, wav)
+    try:
+        await wait_listening(port, process)
+        async with browser_page() as page:
+            await page.goto(f"http://127.0.0.1:{port}/#token={TOKEN}")
+            video = page.get_by_test_id("live")
+            await pw_api.expect(video).to_be_visible(timeout=WAIT_MS)
+            await pw_api.expect(page.get_by_test_id("preview")).to_be_hidden()
+            await pw_api.expect(page.get_by_test_id("frame-counter")).to_contain_text(
+                "WebRTC", timeout=WAIT_MS
+            )
+            await asyncio.sleep(3.0)
+            first = await live_stats(page)
+            assert first["mode"] == "webrtc"
+            assert first["video"] >= 40, first  # about 25 frames a second
+            assert first["audio"] > 48000, first
+            await live_stats(page)  # the first call attaches the meter
+            await asyncio.sleep(0.5)
+            assert (await live_stats(page))["level"] > 0.1, "the tone is heard"
+            before = await screen_pixels(page)
+            await asyncio.sleep(1.0)
+            assert await screen_pixels(page) != before, "the picture moves"
+            playing = await page.evaluate(
+                "() => { const v = document.querySelector('[data-testid=live]'); "
+                "return [v.paused, v.currentTime, v.getVideoPlaybackQuality().totalVideoFrames]; }"
+            )
+            assert playing[0] is False and playing[1] > 2 and playing[2] > 40, playing
+
+            # a second viewer: both watch the one encode
+            second = await page.context.browser.new_page()
+            await second.goto(f"http://127.0.0.1:{port}/#token={TOKEN}")
+            await pw_api.expect(second.get_by_test_id("live")).to_be_visible(timeout=WAIT_MS)
+            assert metric(port, "webrtc_watching") == 2
+            await asyncio.sleep(2.0)
+            assert (await live_stats(second))["video"] >= 25
+            later = await live_stats(page)
+            assert later["video"] - first["video"] >= 60, "the first viewer kept playing"
+            await second.close()
+            deadline = asyncio.get_running_loop().time() + 20
+            while metric(port, "webrtc_watching") != 1:
+                assert asyncio.get_running_loop().time() < deadline, "the viewer that left is still fed"
+                await asyncio.sleep(0.3)
+    finally:
+        process.terminate()
+        done = finish(process, 60)
+    assert done.code == 0, done.stderr[-3000:]
+    summary = done.summary
+    rtc = summary["rtc_encoder"]
+    # one encode for every viewer: never more ticks encoded than the program made
+    assert 0 < rtc["ticks"] <= summary["ticks"], (rtc, summary["ticks"])
