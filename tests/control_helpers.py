@@ -19,6 +19,7 @@ from broadcaster.control.hub import ControlError, EventHub
 from broadcaster.control.preview import PreviewSink
 from broadcaster.control.server import ControlServer, Health, StatsFn
 from broadcaster.control.settings import ControlConfig, Token
+from broadcaster.stream.rtc.viewers import Viewers
 
 TOKEN = "test-token-0123456789abcdef"
 WAIT_S = 5.0
@@ -131,6 +132,7 @@ async def running_server(
     health: Health | None = None,
     stats: StatsFn | None = None,
     preview: PreviewSink | None = None,
+    viewers: Viewers | None = None,
     **settings: Any,
 ) -> AsyncIterator[ControlServer]:
     """A started ControlServer on a free loopback port, closed afterwards."""
@@ -143,6 +145,7 @@ async def running_server(
         health=health,
         stats=stats,
         preview=preview,
+        viewers=viewers,
     )
     async with server:
         yield server

@@ -42,7 +42,7 @@ def test_no_file_gives_the_defaults() -> None:
         ("[avatar]\nbogus = 1\n", "avatar.bogus = 1", "unknown key"),
         ("[[outputs]]\ntype = 'rtmp'\nurl = 'http://x/y'\n", "outputs.0.url = 'http://x/y'", "rtmp://"),
         ("[[outputs]]\ntype = 'record'\npath = 'a.avi'\n", "outputs.0.path = 'a.avi'", ".mp4"),
-        ("[[outputs]]\ntype = 'ftp'\n", "outputs.0", "one of 'rtmp', 'record'"),
+        ("[[outputs]]\ntype = 'ftp'\n", "outputs.0", "one of 'rtmp', 'whip', 'record'"),
         ("[face]\nlipsync = 'musetalk'\n", "face.lipsync = 'musetalk'", "'classic' or 'wav2lip'"),
         ("[face.wav2lip]\ndevice = 'tpu'\n", "face.wav2lip.device = 'tpu'", "'cuda'"),
         ("[face.classic]\njaw_drop = 0.5\n", "face.classic.jaw_drop = 0.5", "less than or equal to 0.2"),

@@ -132,7 +132,8 @@ COMMAND_CALLS: list[tuple[dict[str, Any], tuple[str, tuple[Any, ...]]]] = [
 
 def test_every_show_command_is_covered() -> None:
     covered = {request["cmd"] for request, _ in COMMAND_CALLS}
-    assert covered | {"auth", "subscribe", "unsubscribe", "ping"} == set(COMMANDS)
+    stream = {"auth", "subscribe", "unsubscribe", "ping", "watch.offer", "watch.stop"}
+    assert covered | stream == set(COMMANDS)
 
 
 async def test_every_command_reaches_the_backend_with_its_arguments() -> None:
