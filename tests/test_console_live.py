@@ -38,37 +38,34 @@ async def wait_listening(port: int, process: subprocess.Popen[str], within: floa
             await asyncio.sleep(0.3)
 
 
-def start_show(avatar_root: Path, tmp_path: Path, port: int, llm_url: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "BROADCASTER_TOKEN": TOKEN}
-    args = {
+def launch_show(
+    avatar_root: Path, tmp_path: Path, port: int, settings: dict[str, object], *args: str
+) -> subprocess.Popen[str]:
+    """`broadcaster run` with its console on ``port``, no outputs, no fillers, plus ``settings``."""
+    keys = {
         "avatar.dir": str(avatar_root),
         "outputs": [],
         "store.path": str(tmp_path / "show.sqlite3"),
         "voice.cache.dir": str(tmp_path / "tts"),
         "control.port": port,
-        "llm.base_url": llm_url,
-        "show.review": True,
         "show.fillers.enabled": False,
-        "chat.interval_s": 0,
+        **settings,
     }
-    sets = [x for key, value in args.items() for x in ("--set", f"{key}={json.dumps(value)}")]
+    sets = [x for key, value in keys.items() for x in ("--set", f"{key}={json.dumps(value)}")]
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "broadcaster",
-            "run",
-            "--for",
-            "120",
-            "--chat",
-            "ada: does it ship today?",
-            *sets,
-        ],
+        [sys.executable, "-m", "broadcaster", "run", *args, *sets],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "BROADCASTER_TOKEN": TOKEN},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+    )
+
+
+def start_show(avatar_root: Path, tmp_path: Path, port: int, llm_url: str) -> subprocess.Popen[str]:
+    settings = {"llm.base_url": llm_url, "show.review": True, "chat.interval_s": 0}
+    return launch_show(
+        avatar_root, tmp_path, port, settings, "--for", "120", "--chat", "ada: does it ship today?"
     )
 
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -23,33 +20,16 @@ from tests.conftest import free_port
 from tests.control_helpers import console, running_server
 from tests.media import write_tone_wav
 from tests.rtc_rig import RtcRig
-from tests.run_cli import ROOT, finish
+from tests.run_cli import finish
 
 pytest.importorskip("playwright.async_api", reason="needs the playwright package (pip install playwright)")
-from tests.test_console_live import TOKEN, WAIT_MS, wait_listening
+from tests.test_console_live import TOKEN, WAIT_MS, launch_show, wait_listening
 from tests.test_dashboard import CHROMIUM, browser_page, pw_api, screen_pixels
 
 
 def start_show(avatar_root: Path, tmp_path: Path, port: int, wav: Path) -> subprocess.Popen[str]:
-    args = {
-        "avatar.dir": str(avatar_root),
-        "outputs": [],
-        "store.path": str(tmp_path / "show.sqlite3"),
-        "voice.cache.dir": str(tmp_path / "tts"),
-        "control.port": port,
-        "show.fillers.enabled": False,
-        "rtc.host_addresses": ["127.0.0.1"],
-        "rtc.video_bitrate_kbps": 1000,
-    }
-    sets = [x for key, value in args.items() for x in ("--set", f"{key}={json.dumps(value)}")]
-    return subprocess.Popen(
-        [sys.executable, "-m", "broadcaster", "run", "--for", "90", "--play-wav", str(wav), *sets],
-        cwd=ROOT,
-        env={**os.environ, "BROADCASTER_TOKEN": TOKEN},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    settings = {"rtc.host_addresses": ["127.0.0.1"], "rtc.video_bitrate_kbps": 1000}
+    return launch_show(avatar_root, tmp_path, port, settings, "--for", "90", "--play-wav", str(wav))
 
 
 async def live_stats(page: Any) -> dict[str, Any]:

@@ -150,6 +150,25 @@ class Output(Protocol):
         ...
 
 
+STABLE_AFTER_S = 10.0
+
+
+class Backoff:
+    """Capped exponential waits between reconnections; a session that stayed up resets them."""
+
+    def __init__(self, initial_s: float, max_s: float) -> None:
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self._next = initial_s
+
+    def after(self, lived_s: float) -> float:
+        """The wait before the next attempt, after a session that was up ``lived_s`` seconds."""
+        if lived_s >= STABLE_AFTER_S:
+            self._next = self.initial_s
+        wait, self._next = self._next, min(self._next * 2, self.max_s)
+        return wait
+
+
 def output_status(kind: str, name: str, s: OutputStats) -> str:
     """The status line of an output."""
     line = f"{kind} {name}: {s.state} sent={s.packets} drop={s.dropped}"

@@ -24,11 +24,10 @@ from broadcaster.config import RtmpOutputConfig
 from broadcaster.stream.clock import ProgramClock
 from broadcaster.stream.encoder import EncodedPacket, StreamTemplates
 from broadcaster.stream.mux import PacketMuxer
-from broadcaster.stream.outputs.base import EndOfStream, PacketOutput, pace
+from broadcaster.stream.outputs.base import Backoff, EndOfStream, PacketOutput, pace
 
 log = logging.getLogger(__name__)
 
-STABLE_AFTER_S = 10.0
 STALE_S = 0.5
 
 
@@ -179,7 +178,7 @@ class RtmpOutput(PacketOutput):
         return 0.0 if live_since is None else time.monotonic() - live_since
 
     def _run(self) -> None:
-        backoff = self.cfg.backoff_initial_s
+        backoff = Backoff(self.cfg.backoff_initial_s, self.cfg.backoff_max_s)
         while True:
             self._request_keyframe()
             self.stats.state = "connecting"
@@ -187,12 +186,9 @@ class RtmpOutput(PacketOutput):
             if self._due(first) < time.monotonic() - STALE_S:
                 self.stats.dropped += 1
                 continue
-            lived = self._session(first)
-            if lived >= STABLE_AFTER_S:
-                backoff = self.cfg.backoff_initial_s
+            wait = backoff.after(self._session(first))
             self.stats.reconnects += 1
-            self.stats.state = f"retrying in {backoff:.0f}s"
-            log.info("rtmp %s: reconnecting in %.1f s", self.name, backoff)
-            if self.wait(backoff):
+            self.stats.state = f"retrying in {wait:.0f}s"
+            log.info("rtmp %s: reconnecting in %.1f s", self.name, wait)
+            if self.wait(wait):
                 return
-            backoff = min(backoff * 2, self.cfg.backoff_max_s)

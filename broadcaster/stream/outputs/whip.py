@@ -18,7 +18,7 @@ import time
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from broadcaster.stream.clock import ProgramClock
-from broadcaster.stream.outputs.base import OutputStats, output_status
+from broadcaster.stream.outputs.base import Backoff, OutputStats, output_status
 from broadcaster.stream.rtc.encoder import RtcEncoder
 from broadcaster.stream.rtc.feed import PeerFeed, on_keyframe_request
 from broadcaster.stream.rtc.peer import configuration, sending_offer
@@ -28,7 +28,6 @@ from broadcaster.stream.rtc.whip_http import WhipClient, WhipError
 
 log = logging.getLogger(__name__)
 
-STABLE_AFTER_S = 10.0
 ENDED_STATES = ("failed", "closed")
 
 
@@ -79,21 +78,18 @@ class WhipOutput:
         log.warning("whip %s: %s", self.name, message)
 
     async def _run(self) -> None:
-        backoff = self.cfg.backoff_initial_s
+        backoff = Backoff(self.cfg.backoff_initial_s, self.cfg.backoff_max_s)
         async with WhipClient(self.cfg.endpoint(), self.cfg.bearer(), self.cfg.request_timeout_s) as client:
             while not self._closing.is_set():
                 self.stats.state = "connecting"
-                lived = await self._session(client)
+                wait = backoff.after(await self._session(client))
                 if self._closing.is_set():
                     break
-                if lived >= STABLE_AFTER_S:
-                    backoff = self.cfg.backoff_initial_s
                 self.stats.reconnects += 1
-                self.stats.state = f"retrying in {backoff:.0f}s"
-                log.info("whip %s: publishing again in %.1f s", self.name, backoff)
+                self.stats.state = f"retrying in {wait:.0f}s"
+                log.info("whip %s: publishing again in %.1f s", self.name, wait)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), backoff)
-                backoff = min(backoff * 2, self.cfg.backoff_max_s)
+                    await asyncio.wait_for(self._closing.wait(), wait)
         self.stats.state = "closed"
 
     async def _session(self, client: WhipClient) -> float:
