@@ -1,4 +1,4 @@
-"""The command line: ``run``, ``check-config`` and ``avatar build``."""
+"""The command line: ``run``, ``check-config``, ``doctor`` and ``avatar build``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 from broadcaster.config import Config, ConfigError, load_config
-from broadcaster.face.avatar import AvatarError, load_avatar
+from broadcaster.face.avatar import Avatar, AvatarError, load_avatar
 from broadcaster.face.builder import build_avatar
+from broadcaster.stream.rtc.settings import redact_url
 
 log = logging.getLogger("broadcaster")
 
@@ -21,6 +22,18 @@ EXIT_CONFIG = 2
 def _default_config() -> Path | None:
     path = Path("config.toml")
     return path if path.is_file() else None
+
+
+def add_output_option(p: argparse.ArgumentParser) -> None:
+    """``--output TARGET`` (repeatable), as ``run`` and ``doctor`` take it."""
+    p.add_argument(
+        "--output",
+        dest="outputs",
+        action="append",
+        default=[],
+        metavar="TARGET",
+        help="add an output: an rtmp(s):// or whip+http(s):// URL, or a .flv/.mp4/.mkv path (repeatable)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,14 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--for", dest="seconds", type=float, default=None, help="run this many seconds, then exit 0"
     )
-    run.add_argument(
-        "--output",
-        dest="outputs",
-        action="append",
-        default=[],
-        metavar="TARGET",
-        help="add an output: rtmp(s):// URL or a .flv/.mp4/.mkv recording path (repeatable)",
-    )
+    add_output_option(run)
     run.add_argument(
         "--play-wav",
         dest="play_wav",
@@ -81,6 +87,15 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the config; exit 2 naming the offending key")
     with_config(check)
 
+    doctor = sub.add_parser(
+        "doctor", help="check the config against the real world before going live (exit 1 if a check fails)"
+    )
+    with_config(doctor)
+    add_output_option(doctor)
+    from broadcaster.doctor import add_arguments  # noqa: PLC0415 (only its names, for the help)
+
+    add_arguments(doctor)
+
     avatar = sub.add_parser("avatar", help="avatar assets")
     avatar_sub = avatar.add_subparsers(dest="avatar_command", required=True)
     build = avatar_sub.add_parser("build", help="build an avatar from a photo, a video or a folder of frames")
@@ -95,36 +110,57 @@ def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config if args.config is not None else _default_config(), args.overrides)
 
 
-def _check(cfg: Config) -> None:
+def load_configured_avatar(cfg: Config, name: str, *, preload: bool = False) -> Avatar:
+    """Avatar ``name`` from ``avatar.dir``; a ConfigError naming the key when it cannot be loaded."""
     try:
-        avatar = load_avatar(cfg.resolve(cfg.avatar.dir), cfg.avatar.name)
+        return load_avatar(cfg.resolve(cfg.avatar.dir), name)
     except AvatarError as exc:
-        raise ConfigError(f"avatar.name = {cfg.avatar.name!r}: {exc}") from exc
-    for name in cfg.avatar.preload:
-        try:
-            load_avatar(cfg.resolve(cfg.avatar.dir), name)
-        except AvatarError as exc:
-            raise ConfigError(f"avatar.preload: {exc}") from exc
-    if cfg.face.lipsync != "classic":
-        from broadcaster.face.lipsync import create_lipsync  # noqa: PLC0415 (may import torch)
-        from broadcaster.stream.clock import Timing  # noqa: PLC0415
+        where = "avatar.preload" if preload else f"avatar.name = {name!r}"
+        raise ConfigError(f"{where}: {exc}") from exc
 
-        create_lipsync(cfg, Timing(cfg.program.fps, cfg.program.sample_rate)).close()
-    chain = _check_show(cfg)
+
+def open_lipsync(cfg: Config) -> None:
+    """Open the lip-sync backend ``face.lipsync`` names once (loading its weights), then close it."""
+    from broadcaster.face.lipsync import create_lipsync  # noqa: PLC0415 (may import torch)
+    from broadcaster.stream.clock import Timing  # noqa: PLC0415
+
+    create_lipsync(cfg, Timing(cfg.program.fps, cfg.program.sample_rate)).close()
+
+
+def check_background(cfg: Config) -> None:
+    """``program.background`` is a colour or an existing picture or video file."""
     bg = cfg.program.background
     if not bg.startswith("#") and not cfg.resolve(bg).is_file():
         raise ConfigError(f"program.background = {bg!r}: no image or video at {cfg.resolve(bg)}")
-    print(
-        f"config OK: {cfg.program.resolution} {cfg.program.fps} fps, avatar {avatar.name!r} "
-        f"({avatar.manifest.kind}), lip-sync {cfg.face.lipsync}, voice {' > '.join(chain)}, "
-        f"LLM {cfg.llm.base_url or 'local model'}, {len(cfg.feeds)} feed(s), {len(cfg.outputs)} output(s)"
+
+
+def config_summary(cfg: Config, avatar_kind: str = "", outputs: int | None = None) -> str:
+    """One line saying what the config puts on air."""
+    kind = f" ({avatar_kind})" if avatar_kind else ""
+    count = len(cfg.outputs) if outputs is None else outputs
+    return (
+        f"{cfg.program.resolution} {cfg.program.fps} fps, avatar {cfg.avatar.name!r}{kind}, "
+        f"lip-sync {cfg.face.lipsync}, voice {' > '.join(cfg.voice.engines)}, "
+        f"LLM {redact_url(cfg.llm.base_url) or 'local model'}, {len(cfg.feeds)} feed(s), {count} output(s)"
     )
 
 
-def _check_show(cfg: Config) -> list[str]:
-    """Load the product facts and safety lists and open every TTS engine once; returns the chain."""
+def _check(cfg: Config) -> None:
+    avatar = load_configured_avatar(cfg, cfg.avatar.name)
+    for name in cfg.avatar.preload:
+        load_configured_avatar(cfg, name, preload=True)
+    if cfg.face.lipsync != "classic":
+        open_lipsync(cfg)
+    check_show_files(cfg)
+    _open_chain(cfg)
+    check_background(cfg)
+    print(f"config OK: {config_summary(cfg, avatar.manifest.kind)}")
+
+
+def check_show_files(cfg: Config) -> None:
+    """Load the scripts, product facts, safety lists and chat block lists; ConfigError on a bad one."""
     from broadcaster.show.safety import RuleError, SafetyFilter  # noqa: PLC0415
-    from broadcaster.show.show import build_chain, load_library  # noqa: PLC0415
+    from broadcaster.show.show import load_library  # noqa: PLC0415
     from danmaku.triage.text import block_rules  # noqa: PLC0415
 
     catalog = load_library(cfg).catalog
@@ -136,6 +172,12 @@ def _check_show(cfg: Config) -> list[str]:
         block_rules(cfg.chat.block, [cfg.resolve(p) for p in cfg.chat.block.lists])
     except RuleError as exc:
         raise ConfigError(f"chat.block.lists: {exc}") from exc
+
+
+def _open_chain(cfg: Config) -> None:
+    """Open every TTS engine of the chain once, then close them."""
+    from broadcaster.show.show import build_chain  # noqa: PLC0415
+
     chain = build_chain(cfg)
 
     async def close() -> None:
@@ -143,7 +185,6 @@ def _check_show(cfg: Config) -> list[str]:
             await engine.aclose()
 
     asyncio.run(close())
-    return [engine.name for engine in chain.engines]
 
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
@@ -168,12 +209,18 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = _load(args)
+        # the doctor's table is the report: its components say only what went wrong
+        level = "WARNING" if args.command == "doctor" and cfg.log.level == "INFO" else cfg.log.level
         logging.basicConfig(
-            level=cfg.log.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+            level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
         )
         if args.command == "check-config":
             _check(cfg)
             return 0
+        if args.command == "doctor":
+            from broadcaster.doctor import run_doctor  # noqa: PLC0415
+
+            return run_doctor(cfg, args)
         if args.command == "avatar":
             root = cfg.resolve(cfg.avatar.dir)
             folder = build_avatar(

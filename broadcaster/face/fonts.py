@@ -68,7 +68,8 @@ def _faces(path: Path) -> list[str]:
     return names
 
 
-def _draws_chinese(path: Path, index: int) -> bool:
+def draws_chinese(path: Path, index: int) -> bool:
+    """Whether the face at ``path`` (face ``index``) has glyphs for common Chinese characters."""
     try:
         with TTFont(str(path), fontNumber=index, lazy=True) as font:
             cmap = font.getBestCmap() or {}
@@ -119,7 +120,7 @@ def configured_font(path: str, index: int, base_dir: Path) -> FontFace:
     face = _pick_face(file, index)
     if face is None:
         raise ValueError(f"overlay.font = {path!r}: not a font FreeType can read, or no face {index} in it")
-    if not _draws_chinese(face.path, face.index):
+    if not draws_chinese(face.path, face.index):
         log.warning(
             "overlay.font %s (%s) has no Chinese glyphs; Chinese text shows as boxes", file, face.name
         )
@@ -137,7 +138,7 @@ def find_cjk_font(candidates: tuple[str, ...] = KNOWN_CJK_FONTS, fontconfig: boo
         if not file.is_file():
             continue
         face = _pick_face(file, index)
-        if face is not None and _draws_chinese(face.path, face.index):
+        if face is not None and draws_chinese(face.path, face.index):
             return face
     return None
 
