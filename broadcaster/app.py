@@ -461,8 +461,10 @@ class Broadcaster:
         for encoder in (self.encoder, self.rtc_encoder):
             if encoder is not None:
                 await asyncio.to_thread(encoder.close, 20.0)
-        for output in self.outputs:
-            if not await asyncio.to_thread(output.close, 20.0):
+        # all at once: one output slow to finish (a server in backoff) does not hold up the others
+        finished = await asyncio.gather(*(asyncio.to_thread(o.close, 20.0) for o in self.outputs))
+        for output, done in zip(self.outputs, finished, strict=True):
+            if not done:
                 log.warning("%s %s did not finish in time", output.kind, output.name)
         if self.rtc is not None:
             if self.viewers is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -168,3 +169,41 @@ def test_run_with_a_whip_output_from_the_command_line(avatar_root: Path, tmp_pat
     assert whip_out["errors"] == 0 and whip_out["packets"] > 100
     assert frames >= 50 and samples >= 48000 * 2
     assert deletes == 1
+
+
+async def test_an_answer_arriving_in_pieces_is_read_whole(endpoint: WhipEndpoint, rig: RtcRig) -> None:
+    endpoint.chunked = True
+    out = WhipOutput(whip(endpoint.url), rig.runtime, rig.encoder, rig.clock)
+    out.start()
+    try:
+        await until(lambda: endpoint.video_frames() >= 10)
+        assert out.stats.errors == 0
+    finally:
+        await asyncio.to_thread(out.close, 10)
+
+
+async def test_timestamps_step_by_ticks(endpoint: WhipEndpoint, rig: RtcRig) -> None:
+    out = WhipOutput(whip(endpoint.url), rig.runtime, rig.encoder, rig.clock)
+    out.start()
+    try:
+        await until(lambda: endpoint.video_frames() >= 50)
+    finally:
+        await asyncio.to_thread(out.close, 10)
+    pts = endpoint.latest.video_pts
+    steps = {b - a for a, b in itertools.pairwise(pts)}
+    assert steps and all(step > 0 and step % 3600 == 0 for step in steps), steps  # 90 kHz / 25 fps
+
+
+async def test_the_end_of_the_program_ends_the_push_without_publishing_again(
+    endpoint: WhipEndpoint, rig: RtcRig
+) -> None:
+    out = WhipOutput(whip(endpoint.url, backoff_initial_s=0.2), rig.runtime, rig.encoder, rig.clock)
+    out.start()
+    await until(lambda: endpoint.video_frames() >= 10)
+    rig.program.stop()
+    rig.program.join(5)
+    await asyncio.to_thread(rig.encoder.close, 5)  # the stream ends, as at shutdown
+    await asyncio.sleep(2.0)  # more than the backoff: a new session would have been published by now
+    assert endpoint.posts == 1 and out.stats.reconnects == 0
+    assert await asyncio.to_thread(out.close, 10)
+    assert endpoint.deletes == 1 and out.stats.state == "closed"

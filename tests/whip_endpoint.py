@@ -36,6 +36,7 @@ class Session:
     audio_peak: int = 0
     deleted: bool = False
     first_video_at: float | None = None
+    video_pts: list[int] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -48,6 +49,7 @@ class WhipEndpoint:
         self.token = token
         self.on_video = on_video
         self.refuse = False
+        self.chunked = False  # send the answer in two TCP writes, as a real network may deliver it
         self.sessions: dict[str, Session] = {}
         self.posts = 0
         self.deletes = 0
@@ -97,6 +99,17 @@ class WhipEndpoint:
 
         await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
+        if self.chunked:
+            answer = pc.localDescription.sdp.encode()
+            reply = web.StreamResponse(
+                status=201, headers={"Location": f"whip/session/{sid}", "Content-Type": "application/sdp"}
+            )
+            await reply.prepare(request)
+            await reply.write(answer[:300])
+            await asyncio.sleep(0.1)
+            await reply.write(answer[300:])
+            await reply.write_eof()
+            return reply
         return web.Response(
             status=201,
             text=pc.localDescription.sdp,
@@ -110,6 +123,8 @@ class WhipEndpoint:
                 frame = await track.recv()
                 if isinstance(frame, av.VideoFrame):
                     session.video_frames += 1
+                    if frame.pts is not None:
+                        session.video_pts.append(frame.pts)
                     if session.first_video_at is None:
                         session.first_video_at = time.monotonic()
                     if self.on_video is not None:

@@ -138,7 +138,9 @@ class Session:
             if isinstance(req, p.Ping):
                 return p.ok(rid, {"pong": True}), False
             if isinstance(req, p.WatchOffer | p.WatchStop):
-                return p.ok(rid, await self._watch(req)), False
+                result = await self._watch(req)
+                server.counts["commands"] += 1
+                return p.ok(rid, result), False
             result = await perform(server.backend, req)
             server.counts["commands"] += 1
             return p.ok(rid, result), False

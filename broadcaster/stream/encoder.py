@@ -128,14 +128,20 @@ class TickEncoder:
         self._sinks_lock = threading.Lock()
         self._queue: queue.Queue[Tick | None] = queue.Queue(maxsize=queue_ticks)
         self._keyframe_wanted = threading.Event()
+        self._forced_at = 0  # the tick of the last IDR forced on request (the first picture is one)
+        self._audio_floor = -(10**12)  # audio packets before this sample are stale: not published
+        self._ended = False
         self._fifo = np.zeros((0, 2), np.int16)
         self._fifo_start = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def add_sink(self, sink: PacketSink) -> None:
-        """Feed ``sink`` too."""
+        """Feed ``sink`` too; a sink added after the stream ended is told so at once."""
         with self._sinks_lock:
-            self._sinks = (*self._sinks, sink)
+            if not self._ended:
+                self._sinks = (*self._sinks, sink)
+                return
+        sink.end_of_stream()
 
     def remove_sink(self, sink: PacketSink) -> None:
         """Stop feeding ``sink`` (it gets no end-of-stream)."""
@@ -143,7 +149,11 @@ class TickEncoder:
             self._sinks = tuple(s for s in self._sinks if s is not sink)
 
     def request_keyframe(self) -> None:
-        """Make the next picture an IDR frame (an output reconnected and wants to start)."""
+        """Make the next picture an IDR frame (an output reconnected and wants to start).
+
+        Requests are merged: at most one forced IDR a second, however many peers ask (a lossy viewer
+        must not flood the shared encode, and every other peer, with keyframes).
+        """
         self._keyframe_wanted.set()
 
     def start(self) -> None:
@@ -171,6 +181,11 @@ class TickEncoder:
         self._thread.join(max(0.0, deadline - time.monotonic()))
 
     @property
+    def ended(self) -> bool:
+        """Whether the encoder has finished (its sinks were told the stream ended)."""
+        return self._ended
+
+    @property
     def queued(self) -> int:
         """Ticks waiting to be encoded."""
         return self._queue.qsize()
@@ -182,6 +197,8 @@ class TickEncoder:
                 continue
             scale = packet.time_base / unit
             pts = int(packet.pts * scale)
+            if kind == "audio" and pts < self._audio_floor:
+                continue
             dts = int(packet.dts * scale) if packet.dts is not None else pts
             encoded = EncodedPacket(
                 kind, bytes(packet), pts, dts, int((packet.duration or 0) * scale), bool(packet.is_keyframe)
@@ -228,8 +245,9 @@ class TickEncoder:
         frame = av.VideoFrame.from_ndarray(tick.video, format="yuv420p")
         frame.pts = tick.k
         frame.time_base = self.timing.video_time_base
-        if self._keyframe_wanted.is_set():
+        if self._keyframe_wanted.is_set() and tick.k - self._forced_at >= self.timing.fps:
             self._keyframe_wanted.clear()
+            self._forced_at = tick.k
             frame.pict_type = PictureType.I
         self._publish(self._video.encode(frame), "video", self.timing.video_time_base)
         for audio_frame in self._audio_frames(tick):
@@ -254,7 +272,10 @@ class TickEncoder:
                 self._publish(self._audio.encode(audio_frame), "audio", self.timing.audio_time_base)
             self._publish(self._audio.encode(None), "audio", self.timing.audio_time_base)
         finally:
-            for sink in self._sinks:
+            with self._sinks_lock:
+                self._ended = True
+                sinks = self._sinks
+            for sink in sinks:
                 sink.end_of_stream()
 
 

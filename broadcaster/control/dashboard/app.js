@@ -7,6 +7,7 @@ const MAGIC_JPEG = "JPEG";
 const MAGIC_PCM = "PCM1";
 const TOPICS = ["on_air", "queue", "triage", "review", "state", "metrics"];
 const LIVE_CONNECT_MS = 10000;
+const LIVE_RETRY_MS = 60000;
 
 const view = { frames: 0, queue: [], reviews: new Map(), scripts: [], switches: {}, liveMode: "" };
 let ws = null;
@@ -111,6 +112,7 @@ function connect() {
     else onReply(msg);
   };
   ws.onclose = () => {
+    clearTimeout(liveRetry);
     stopLive();
     for (const waiter of pending.values()) waiter.reject(new Error("connection lost"));
     pending.clear();
@@ -264,13 +266,16 @@ function renderMetrics(m) {
 
 // -- live view: the program over WebRTC (encoded once for every viewer), pictures as the fallback --
 
-let live = null;  // { pc }
+let live = null;  // { pc, viewer, meter }
+let liveRetry = null;
 
 async function startLive() {
-  view.liveMode = "";
+  clearTimeout(liveRetry);
+  const wasPictures = view.liveMode === "pictures";
   if (!window.RTCPeerConnection) return fallBack("this browser has no WebRTC");
+  stopLive();
   const pc = new RTCPeerConnection();
-  live = { pc };
+  live = { pc, viewer: null, meter: null };
   const stream = new MediaStream();
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });
@@ -286,11 +291,15 @@ async function startLive() {
     video.hidden = false;
     $("preview").hidden = true;
     countFrames(video, pc);
+    if (wasPictures) send("subscribe", { topics: TOPICS }).catch(() => {});  // pictures no longer needed
   };
   try {
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc, 3000);
+    if (!live || live.pc !== pc) return;  // the connection went while gathering: a new one starts over
     const answer = await send("watch.offer", { sdp: pc.localDescription.sdp });
+    if (!live || live.pc !== pc) return;
+    live.viewer = answer.viewer;
     await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
     video.play().catch(() => {});  // muted, so no click is needed
   } catch (err) {
@@ -323,11 +332,12 @@ function countFrames(video, pc) {
 }
 
 function stopLive() {
-  if (live) {
-    if (live.meter) live.meter.context.close();
-    live.pc.close();
-  }
+  if (!live) return;
+  const { pc, viewer, meter } = live;
   live = null;
+  if (meter && meter.context.state !== "closed") meter.context.close().catch(() => {});
+  pc.close();
+  if (viewer) send("watch.stop", { viewer }).catch(() => {});  // the server also lets go when we leave
 }
 
 async function fallBack(why) {
@@ -337,6 +347,8 @@ async function fallBack(why) {
   $("live").srcObject = null;
   $("preview").hidden = false;
   notice(`live view: ${why}; showing pictures instead`);
+  clearTimeout(liveRetry);
+  liveRetry = setTimeout(() => { if (ws && ws.readyState === WebSocket.OPEN) startLive(); }, LIVE_RETRY_MS);
   try {
     await send("subscribe", { topics: [...TOPICS, "preview"] });
   } catch (err) {
@@ -367,9 +379,6 @@ function soundLevel() {
     analyser.fftSize = 2048;
     context.createMediaStreamSource(stream).connect(analyser);
     live.meter = { context, analyser, data: new Float32Array(analyser.fftSize) };
-    live.pc.addEventListener("connectionstatechange", () => {
-      if (live === null || live.pc.connectionState === "closed") context.close();
-    });
   }
   live.meter.analyser.getFloatTimeDomainData(live.meter.data);
   return live.meter.data.reduce((peak, v) => Math.max(peak, Math.abs(v)), 0);

@@ -48,6 +48,7 @@ class WhipOutput:
         self._clock = clock
         self._job: concurrent.futures.Future[None] | None = None
         self._closing = asyncio.Event()  # bound to the RTC loop at its first wait
+        self._stream_ended = False  # the encoder has ended: nothing more to publish
 
     def start(self) -> None:
         """Start publishing (on the RTC loop)."""
@@ -78,12 +79,19 @@ class WhipOutput:
         log.warning("whip %s: %s", self.name, message)
 
     async def _run(self) -> None:
+        try:
+            await self._publish()
+        except Exception:  # a bug: logged and shown, never a broken shutdown
+            log.exception("whip %s crashed", self.name)
+            self.stats.state = "crashed"
+
+    async def _publish(self) -> None:
         backoff = Backoff(self.cfg.backoff_initial_s, self.cfg.backoff_max_s)
         async with WhipClient(self.cfg.endpoint(), self.cfg.bearer(), self.cfg.request_timeout_s) as client:
-            while not self._closing.is_set():
+            while not self._closing.is_set() and not self._stream_ended and not self._encoder.ended:
                 self.stats.state = "connecting"
                 wait = backoff.after(await self._session(client))
-                if self._closing.is_set():
+                if self._closing.is_set() or self._stream_ended:
                     break
                 self.stats.reconnects += 1
                 self.stats.state = f"retrying in {wait:.0f}s"
@@ -107,11 +115,11 @@ class WhipOutput:
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "video":
                     on_keyframe_request(transceiver.sender, self._encoder.request_keyframe)
+            if self._closing.is_set():
+                return 0.0
             resource = await client.publish(offer)
             self.sessions += 1
             await pc.setRemoteDescription(RTCSessionDescription(resource.answer, "answer"))
-            self._encoder.add_sink(feed)
-            self._encoder.request_keyframe()
             deadline = loop.time() + self._runtime.cfg.connect_timeout_s
             while not self._closing.is_set() and not feed.ended:
                 state = pc.connectionState
@@ -123,7 +131,11 @@ class WhipOutput:
                         "address reachable from here (SRS: candidate / eip)?"
                     )
                 if state == "connected" and live_since is None:
+                    # packets flow from here (aiortc reads the tracks once DTLS is up): anything
+                    # queued before would only arrive late, in a burst
                     live_since = time.monotonic()
+                    self._encoder.add_sink(feed)
+                    self._encoder.request_keyframe()
                     self.stats.state = "live"
                     log.info("whip %s: live", self.name)
                 if live_since is None and loop.time() > deadline:
@@ -135,6 +147,9 @@ class WhipOutput:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wait_any(changed), 0.5)
                 self._count(feed, base)
+            if feed.ended:  # the program has ended: send what is queued, then stop for good
+                self._stream_ended = True
+                await self._drain(feed)
         except WhipError as exc:
             self.fail(str(exc))
         except Exception as exc:  # aiortc or SDP trouble: a failed session, never a dead output
@@ -147,6 +162,13 @@ class WhipOutput:
                 await client.delete(resource)
             await pc.close()
         return 0.0 if live_since is None else time.monotonic() - live_since
+
+    async def _drain(self, feed: PeerFeed, limit_s: float = 3.0) -> None:
+        """Wait (at most ``limit_s``) until the feed's last packets have gone out."""
+        for _ in range(round(limit_s / 0.05)):
+            if feed.drained:
+                return
+            await asyncio.sleep(0.05)
 
     async def _wait_any(self, changed: asyncio.Event) -> None:
         waits = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(self._closing.wait())]

@@ -59,11 +59,17 @@ class RtcEncoder(TickEncoder):
         audio.open()
         super().__init__(timing, video, audio, queue_ticks, "rtc-encoder")
 
-    @property
-    def listening(self) -> bool:
-        """Whether anyone takes the packets."""
-        return bool(self._sinks)
-
     def offer(self, tick: Tick) -> bool:
         """Queue the tick for encoding while anyone listens; otherwise let it pass."""
         return super().offer(tick) if self._sinks else True
+
+    def _audio_frames(self, tick: Tick) -> list[av.AudioFrame]:
+        # After a gap (nobody listened, or ticks were dropped) the sound restarts at this tick: the
+        # peers are new or resynchronise on a keyframe anyway, and padding the gap with silence would
+        # send it all at once, late. What Opus still holds from before the gap is dropped.
+        start = tick.k * self.timing.samples_per_tick
+        if start != self._fifo_start + len(self._fifo):
+            self._fifo = self._fifo[:0]
+            self._fifo_start = start
+            self._audio_floor = start - OPUS_FRAME
+        return super()._audio_frames(tick)

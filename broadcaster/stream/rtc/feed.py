@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -44,9 +43,10 @@ class PacedTrack(MediaStreamTrack):
         self._feed = feed
         self._queue: queue.Queue[EncodedPacket | None] = queue.Queue(capacity)
         self._ready = asyncio.Event()
-        unit = feed.clock.timing
-        self._time_base = unit.video_time_base if kind == "video" else unit.audio_time_base
-        self._per_tick = 1 if kind == "video" else unit.samples_per_tick
+        timing = feed.clock.timing
+        self._time_base = timing.video_time_base if kind == "video" else timing.audio_time_base
+        # seconds of program time per pts unit: a frame, or a sample
+        self._unit_s = 1 / timing.fps if kind == "video" else 1 / timing.sample_rate
 
     def put(self, packet: EncodedPacket | None) -> bool:
         """Queue a packet (any thread); False when the queue is full."""
@@ -82,7 +82,9 @@ class PacedTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         packet = await self._next()
-        wait = self._feed.clock.due(packet.pts // self._per_tick) - time.monotonic()
+        clock = self._feed.clock
+        # due at its exact media time (an Opus packet starts mid-tick), on the program's clock
+        wait = clock.due(0) + packet.pts * self._unit_s - clock.wall.now()
         if wait > 0:
             await asyncio.sleep(wait)
         out = av.Packet(packet.data)
@@ -114,6 +116,7 @@ class PeerFeed:
         # Opus frames are 20 ms: 50 a second
         self.audio = PacedTrack(self, "audio", max(2, round(queue_seconds * 50)))
         self._skipping = True  # every peer starts at a keyframe
+        self._audio_from: int | None = None  # the first keyframe's first sample: audio starts there
         self._ended = False
 
     def wake(self, event: asyncio.Event) -> None:
@@ -123,9 +126,11 @@ class PeerFeed:
 
     def offer_packet(self, packet: EncodedPacket) -> bool:
         """Take a packet or drop it; after a video drop, skip to the next keyframe and ask for one."""
-        if self._ended or (self._skipping and packet.kind == "audio"):
+        if self._ended:
             return False
         if packet.kind == "audio":
+            if self._audio_from is None or packet.pts < self._audio_from:
+                return False  # before the picture starts (or the encoder's leftover from a gap)
             taken = self.audio.put(packet)
             self.stats.dropped += not taken
             return taken
@@ -138,6 +143,8 @@ class PeerFeed:
                 self._skipping = True
                 self._request_keyframe()
             return False
+        if self._audio_from is None:
+            self._audio_from = packet.pts * self.clock.timing.samples_per_tick
         self._skipping = False
         return True
 
@@ -151,6 +158,11 @@ class PeerFeed:
     def ended(self) -> bool:
         """Whether the stream has ended."""
         return self._ended
+
+    @property
+    def drained(self) -> bool:
+        """Whether both tracks have sent everything and ended."""
+        return self.video.readyState == "ended" and self.audio.readyState == "ended"
 
 
 def on_keyframe_request(sender: RTCRtpSender, request: Callable[[], None]) -> None:

@@ -52,6 +52,7 @@ class _Viewer:
     pc: RTCPeerConnection
     feed: PeerFeed
     watchdog: asyncio.Task[None] | None = None
+    fed: bool = False
     counted: list[int] = field(default_factory=lambda: [0, 0])
 
 
@@ -67,6 +68,7 @@ class Viewers:
         self.max_viewers = max_viewers
         self.stats = ViewerStats()
         self._peers: dict[str, _Viewer] = {}  # touched on the RTC loop only
+        self._answering = 0  # offers being answered (they hold a place)
         self._ids = itertools.count(1)
 
     async def watch(self, offer: str) -> tuple[str, str]:
@@ -82,31 +84,35 @@ class Viewers:
         await self.runtime.call(self._close_all())
 
     async def _watch(self, offer: str) -> tuple[str, str]:
-        if len(self._peers) >= self.max_viewers:
+        if len(self._peers) + self._answering >= self.max_viewers:
             self.stats.refused += 1
             raise ViewerError(f"{self.max_viewers} viewers already watch (rtc.max_viewers)")
+        kinds = sorted(line.split()[0][2:] for line in offer.splitlines() if line.startswith("m="))
+        if kinds != ["audio", "video"]:
+            self.stats.refused += 1
+            raise ViewerError(f"the offer must receive one video and one audio track, not {kinds}")
         loop = asyncio.get_running_loop()
         feed = PeerFeed(loop, self.clock, self.encoder.request_keyframe, QUEUE_SECONDS)
         pc = RTCPeerConnection(configuration(self.runtime.cfg))
+        self._answering += 1  # the slot is held from here: concurrent offers cannot overfill
         try:
             # the sending transceivers, with their codecs, exist before the offer is read: it is matched
             # to them, so the answer keeps H.264 + Opus whatever order the browser listed codecs in
             add_sending(pc, feed.video, feed.audio)
             await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
-            kinds = sorted(t.kind for t in pc.getTransceivers())
-            if kinds != ["audio", "video"]:
-                raise ViewerError(f"the offer must receive one video and one audio track, not {kinds}")
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "video":
                     on_keyframe_request(transceiver.sender, self.encoder.request_keyframe)
             await pc.setLocalDescription(await pc.createAnswer())
-        except ViewerError:
-            await pc.close()
-            raise
         except Exception as exc:  # a malformed or incompatible offer
             await pc.close()
             self.stats.refused += 1
             raise ViewerError(f"cannot answer this offer: {exc}") from exc
+        except BaseException:  # cancelled: nothing is left behind
+            await asyncio.shield(pc.close())
+            raise
+        finally:
+            self._answering -= 1
         vid = str(next(self._ids))
         viewer = _Viewer(pc, feed)
         self._peers[vid] = viewer
@@ -117,10 +123,13 @@ class Viewers:
         async def changed() -> None:
             if pc.connectionState in ("failed", "closed"):
                 await self._drop(vid)
+            elif pc.connectionState == "connected" and vid in self._peers and not viewer.fed:
+                # packets flow from here: queued before, they would only arrive late, in a burst
+                viewer.fed = True
+                self.encoder.add_sink(feed)
+                self.encoder.request_keyframe()
 
         viewer.watchdog = asyncio.create_task(self._watchdog(vid, viewer))
-        self.encoder.add_sink(feed)
-        self.encoder.request_keyframe()
         log.info("preview: viewer %s watching (%d now)", vid, len(self._peers))
         return vid, pc.localDescription.sdp
 

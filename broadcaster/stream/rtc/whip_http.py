@@ -62,8 +62,7 @@ class WhipClient:
         """POST the SDP offer; the answer and the resource to DELETE later."""
         try:
             async with self.http.post(self.endpoint, data=offer, headers={"Content-Type": SDP}) as reply:
-                body = await reply.content.read(MAX_ANSWER_BYTES)
-                text = body.decode("utf-8", errors="replace")
+                text = await _body(reply)
                 if reply.status in (401, 403):
                     raise WhipError(
                         f"{self.shown} refused the publish (HTTP {reply.status}): check the token"
@@ -113,6 +112,18 @@ class WhipClient:
             raise WhipError(f"{self.shown} did not answer in {self._timeout.total:.0f} s") from exc
         except aiohttp.ClientError as exc:
             raise WhipError(f"{self.shown}: {exc}") from exc
+
+
+async def _body(reply: aiohttp.ClientResponse) -> str:
+    """The whole body (it may come in several TCP segments), refusing one over MAX_ANSWER_BYTES."""
+    if (reply.content_length or 0) > MAX_ANSWER_BYTES:
+        raise WhipError(f"an answer of {reply.content_length} bytes; at most {MAX_ANSWER_BYTES} are read")
+    body = bytearray()
+    while chunk := await reply.content.read(65536):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise WhipError(f"an answer over {MAX_ANSWER_BYTES} bytes")
+    return body.decode("utf-8", errors="replace")
 
 
 def _gist(text: str) -> str:
