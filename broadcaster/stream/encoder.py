@@ -119,7 +119,9 @@ class TickEncoder:
     audio_format = "fltp"
     pad_last_audio_frame = False
 
-    def __init__(self, timing: Timing, video: Encodes, audio: Encodes, queue_ticks: int, name: str) -> None:
+    def __init__(
+        self, timing: Timing, video: Encodes | None, audio: Encodes | None, queue_ticks: int, name: str
+    ) -> None:
         self.timing = timing
         self.stats = EncoderStats()
         self._video = video
@@ -241,7 +243,13 @@ class TickEncoder:
             frames.append(frame)
         return frames
 
+    def _codecs(self) -> tuple[Encodes, Encodes]:
+        """The opened video and audio codecs (a subclass may open them on first use)."""
+        assert self._video is not None and self._audio is not None
+        return self._video, self._audio
+
     def _encode(self, tick: Tick) -> None:
+        video, audio = self._codecs()
         frame = av.VideoFrame.from_ndarray(tick.video, format="yuv420p")
         frame.pts = tick.k
         frame.time_base = self.timing.video_time_base
@@ -249,9 +257,9 @@ class TickEncoder:
             self._keyframe_wanted.clear()
             self._forced_at = tick.k
             frame.pict_type = PictureType.I
-        self._publish(self._video.encode(frame), "video", self.timing.video_time_base)
+        self._publish(video.encode(frame), "video", self.timing.video_time_base)
         for audio_frame in self._audio_frames(tick):
-            self._publish(self._audio.encode(audio_frame), "audio", self.timing.audio_time_base)
+            self._publish(audio.encode(audio_frame), "audio", self.timing.audio_time_base)
         self.stats.ticks += 1
 
     def _run(self) -> None:
@@ -267,10 +275,11 @@ class TickEncoder:
                     self.stats.dropped += 1
                     log.exception("encoding tick %d failed; skipped", tick.k)
                 self.stats.encode_s += time.thread_time() - started
-            self._publish(self._video.encode(None), "video", self.timing.video_time_base)
-            for audio_frame in self._drain_fifo(1):
-                self._publish(self._audio.encode(audio_frame), "audio", self.timing.audio_time_base)
-            self._publish(self._audio.encode(None), "audio", self.timing.audio_time_base)
+            if self._video is not None and self._audio is not None:  # flush what was ever opened
+                self._publish(self._video.encode(None), "video", self.timing.video_time_base)
+                for audio_frame in self._drain_fifo(1):
+                    self._publish(self._audio.encode(audio_frame), "audio", self.timing.audio_time_base)
+                self._publish(self._audio.encode(None), "audio", self.timing.audio_time_base)
         finally:
             with self._sinks_lock:
                 self._ended = True

@@ -42,7 +42,6 @@ class WhipOutput:
         self.cfg = cfg
         self.name = cfg.name or redact_url(cfg.url)
         self.stats = OutputStats()
-        self.sessions = 0
         self._runtime = runtime
         self._encoder = encoder
         self._clock = clock
@@ -118,7 +117,6 @@ class WhipOutput:
             if self._closing.is_set():
                 return 0.0
             resource = await client.publish(offer)
-            self.sessions += 1
             await pc.setRemoteDescription(RTCSessionDescription(resource.answer, "answer"))
             deadline = loop.time() + self._runtime.cfg.connect_timeout_s
             while not self._closing.is_set() and not feed.ended:

@@ -11,7 +11,7 @@ from fractions import Fraction
 import av
 
 from broadcaster.stream.clock import Timing
-from broadcaster.stream.encoder import TickEncoder
+from broadcaster.stream.encoder import Encodes, TickEncoder
 from broadcaster.stream.rtc.settings import RtcConfig
 from broadcaster.stream.tick import Tick
 
@@ -26,8 +26,20 @@ class RtcEncoder(TickEncoder):
     pad_last_audio_frame = True
 
     def __init__(self, timing: Timing, size: tuple[int, int], cfg: RtcConfig, queue_ticks: int = 50) -> None:
+        super().__init__(timing, None, None, queue_ticks, "rtc-encoder")
+        self._size = size
+        self._cfg = cfg
+
+    def _codecs(self) -> tuple[Encodes, Encodes]:
+        # opened at the first tick someone takes: a show nobody watches over WebRTC pays nothing
+        if self._video is None or self._audio is None:
+            self._video, self._audio = self._open()
+        return self._video, self._audio
+
+    def _open(self) -> tuple[Encodes, Encodes]:
+        timing, cfg = self.timing, self._cfg
         video = av.CodecContext.create("libx264", "w")
-        video.width, video.height = size
+        video.width, video.height = self._size
         video.pix_fmt = "yuv420p"
         video.time_base = timing.video_time_base
         video.framerate = Fraction(timing.fps, 1)
@@ -57,7 +69,7 @@ class RtcEncoder(TickEncoder):
         audio.time_base = timing.audio_time_base
         video.open()
         audio.open()
-        super().__init__(timing, video, audio, queue_ticks, "rtc-encoder")
+        return video, audio
 
     def offer(self, tick: Tick) -> bool:
         """Queue the tick for encoding while anyone listens; otherwise let it pass."""
