@@ -6,7 +6,9 @@ failure, comes out as a ``WhipError`` whose message says what happened in words 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
@@ -58,9 +60,27 @@ class WhipClient:
             raise RuntimeError("WhipClient used outside 'async with'")
         return self._http
 
+    @contextlib.contextmanager
+    def _asking(self) -> Iterator[None]:
+        """Turn what can go wrong with a request into a ``WhipError`` a user can act on."""
+        try:
+            yield
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+            raise WhipError(
+                f"{self.shown} closed the connection without answering ({type(exc).__name__}). SRS does "
+                "this when it refuses a publish: the stream may already have a publisher (an earlier "
+                "session not yet expired), or WebRTC is not enabled for the vhost; its log says which"
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise WhipError(f"cannot connect to {self.shown}: {exc.os_error or exc}") from exc
+        except TimeoutError as exc:
+            raise WhipError(f"{self.shown} did not answer in {self._timeout.total:.0f} s") from exc
+        except aiohttp.ClientError as exc:
+            raise WhipError(f"{self.shown}: {exc}") from exc
+
     async def publish(self, offer: str) -> WhipResource:
         """POST the SDP offer; the answer and the resource to DELETE later."""
-        try:
+        with self._asking():
             async with self.http.post(self.endpoint, data=offer, headers={"Content-Type": SDP}) as reply:
                 text = await _body(reply)
                 if reply.status in (401, 403):
@@ -75,18 +95,6 @@ class WhipClient:
                 if not location:
                     log.warning("whip %s: the answer names no resource (Location) to delete", self.shown)
                 return WhipResource(urljoin(str(reply.url), location) if location else "", text)
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-            raise WhipError(
-                f"{self.shown} closed the connection without answering ({type(exc).__name__}). SRS does "
-                "this when it refuses a publish: the stream may already have a publisher (an earlier "
-                "session not yet expired), or WebRTC is not enabled for the vhost; its log says which"
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise WhipError(f"cannot connect to {self.shown}: {exc.os_error or exc}") from exc
-        except TimeoutError as exc:
-            raise WhipError(f"{self.shown} did not answer in {self._timeout.total:.0f} s") from exc
-        except aiohttp.ClientError as exc:
-            raise WhipError(f"{self.shown}: {exc}") from exc
 
     async def delete(self, resource: WhipResource) -> bool:
         """End the session on the server; True when it is gone (404 counts: it already was)."""
@@ -103,15 +111,9 @@ class WhipClient:
 
     async def options(self) -> int:
         """An OPTIONS request (a reachability probe); the HTTP status."""
-        try:
+        with self._asking():
             async with self.http.options(self.endpoint) as reply:
                 return reply.status
-        except aiohttp.ClientConnectorError as exc:
-            raise WhipError(f"cannot connect to {self.shown}: {exc.os_error or exc}") from exc
-        except TimeoutError as exc:
-            raise WhipError(f"{self.shown} did not answer in {self._timeout.total:.0f} s") from exc
-        except aiohttp.ClientError as exc:
-            raise WhipError(f"{self.shown}: {exc}") from exc
 
 
 async def _body(reply: aiohttp.ClientResponse) -> str:
