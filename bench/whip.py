@@ -13,8 +13,12 @@ decoded frame:
 The CPU cost is the CPU time of the WebRTC encode thread and of the RTC loop thread (packetising,
 encrypting and pacing), per second of wall time (1.0 = one core).
 
+Then it drops the session at the endpoint (``--drops`` times, no DELETE, as a lost connection) and
+times each recovery until frames decode again (``republish_s``; the backoff doubles while sessions
+live under 10 s).
+
 Prints ``RESULT {json}`` last. Usage: ``python bench/whip.py [--seconds 20] [--lead-ms 120]
-[--resolution 720p] [--bitrate-kbps 2000]``.
+[--resolution 720p] [--bitrate-kbps 2000] [--drops 3]``.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
             created, clock = rig.frames.created, rig.clock
             g2g = [(at - created[k]) * 1000 for k, at in window if k in created]
             after_due = [(at - clock.due(k)) * 1000 for k, at in window]
+            republish = [await dropped_and_back(endpoint) for _ in range(args.drops)]
             await asyncio.to_thread(output.close, 10)
     expected = round(wall * 25)
     return {
@@ -109,7 +114,21 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
         "rtc_loop_cpu_share": round(cpu.get("rtc", 0.0) / wall, 3),
         "rtc_encode_ms_per_tick": round(encode_ms, 2),
         "output_dropped": output.stats.dropped,
+        # the endpoint dropped the session (no DELETE), one drop after another: until frames flow again
+        "republish_s": republish,
     }
+
+
+async def dropped_and_back(endpoint: WhipEndpoint) -> float:
+    """Drop every session at the endpoint; the seconds until a new session decodes a frame."""
+    sessions = len(endpoint.sessions)
+    started = time.monotonic()
+    await endpoint.drop()
+    for _ in range(1200):  # 60 s at most
+        if len(endpoint.sessions) > sessions and endpoint.latest.video_frames:
+            break
+        await asyncio.sleep(0.05)
+    return round(time.monotonic() - started, 2)
 
 
 def main() -> None:
@@ -118,6 +137,7 @@ def main() -> None:
     parser.add_argument("--lead-ms", type=int, default=120)
     parser.add_argument("--resolution", choices=sorted(RESOLUTIONS), default="720p")
     parser.add_argument("--bitrate-kbps", type=int, default=2000)
+    parser.add_argument("--drops", type=int, default=3, help="sessions dropped at the end, one after another")
     result = asyncio.run(measure(parser.parse_args()))
     print("RESULT " + json.dumps(result))
 
