@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import av
 import numpy as np
 
 from broadcaster.stream.clock import ProgramClock, Timing
@@ -118,3 +119,22 @@ async def test_a_feed_starts_at_a_keyframe_with_the_sound_of_that_tick() -> None
     assert not feed.offer_packet(video(40, False))
     feed.end_of_stream()
     assert not feed.offer_packet(video(50, True))
+
+
+def test_a_1080p_program_is_sent_over_webrtc_at_720p() -> None:
+    enc = RtcEncoder(Timing(25), (1920, 1080), RtcConfig(video_bitrate_kbps=500), queue_ticks=50)
+    assert enc.size == (1280, 720)
+    sink = Collect()
+    enc.add_sink(sink)
+    enc.start()
+    for k in range(5):
+        video = np.full((1080 * 3 // 2, 1920), 90 + k, np.uint8)
+        enc.offer(Tick(k, video, np.zeros((S, 2), np.int16)))
+    enc.close(10)
+    decoder = av.CodecContext.create("h264", "r")
+    frames = []
+    for packet in (p for p in sink.packets if p.kind == "video"):
+        frames += decoder.decode(av.Packet(packet.data))
+    assert frames and (frames[0].width, frames[0].height) == (1280, 720)
+    assert RtcEncoder(Timing(25), (1920, 1080), RtcConfig(max_height=0)).size == (1920, 1080)
+    assert RtcEncoder(Timing(25), (1280, 720), RtcConfig()).size == (1280, 720)

@@ -243,6 +243,10 @@ class TickEncoder:
             frames.append(frame)
         return frames
 
+    def _picture(self, tick: Tick) -> av.VideoFrame:
+        """The tick's picture as a frame to encode (a subclass may scale it)."""
+        return av.VideoFrame.from_ndarray(tick.video, format="yuv420p")
+
     def _codecs(self) -> tuple[Encodes, Encodes]:
         """The opened video and audio codecs (a subclass may open them on first use)."""
         assert self._video is not None and self._audio is not None
@@ -250,7 +254,7 @@ class TickEncoder:
 
     def _encode(self, tick: Tick) -> None:
         video, audio = self._codecs()
-        frame = av.VideoFrame.from_ndarray(tick.video, format="yuv420p")
+        frame = self._picture(tick)
         frame.pts = tick.k
         frame.time_base = self.timing.video_time_base
         if self._keyframe_wanted.is_set() and tick.k - self._forced_at >= self.timing.fps:

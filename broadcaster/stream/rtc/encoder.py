@@ -18,6 +18,14 @@ from broadcaster.stream.tick import Tick
 OPUS_FRAME = 960  # 20 ms at 48 kHz
 
 
+def scaled(size: tuple[int, int], max_height: int) -> tuple[int, int]:
+    """The WebRTC picture size: the program's, scaled down to ``max_height`` (0: never scaled)."""
+    width, height = size
+    if not max_height or height <= max_height:
+        return size
+    return round(width * max_height / height / 2) * 2, max_height
+
+
 class RtcEncoder(TickEncoder):
     """A ``TickSink`` whose packets go to WebRTC peers (``rtc.feed.PeerFeed``)."""
 
@@ -27,8 +35,8 @@ class RtcEncoder(TickEncoder):
 
     def __init__(self, timing: Timing, size: tuple[int, int], cfg: RtcConfig, queue_ticks: int = 50) -> None:
         super().__init__(timing, None, None, queue_ticks, "rtc-encoder")
-        self._size = size
         self._cfg = cfg
+        self.size = scaled(size, cfg.max_height)
 
     def _codecs(self) -> tuple[Encodes, Encodes]:
         # opened at the first tick someone takes: a show nobody watches over WebRTC pays nothing
@@ -39,7 +47,7 @@ class RtcEncoder(TickEncoder):
     def _open(self) -> tuple[Encodes, Encodes]:
         timing, cfg = self.timing, self._cfg
         video = av.CodecContext.create("libx264", "w")
-        video.width, video.height = self._size
+        video.width, video.height = self.size
         video.pix_fmt = "yuv420p"
         video.time_base = timing.video_time_base
         video.framerate = Fraction(timing.fps, 1)
@@ -70,6 +78,12 @@ class RtcEncoder(TickEncoder):
         video.open()
         audio.open()
         return video, audio
+
+    def _picture(self, tick: Tick) -> av.VideoFrame:
+        frame = super()._picture(tick)
+        if (frame.width, frame.height) == self.size:
+            return frame
+        return frame.reformat(width=self.size[0], height=self.size[1], interpolation="AREA")
 
     def offer(self, tick: Tick) -> bool:
         """Queue the tick for encoding while anyone listens; otherwise let it pass."""

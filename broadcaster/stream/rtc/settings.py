@@ -30,6 +30,9 @@ class RtcConfig(_Section):
     audio_bitrate_kbps: int = Field(64, ge=16, le=256)
     preset: Literal["ultrafast", "superfast", "veryfast", "faster"] = "superfast"
     gop_seconds: float = Field(2.0, ge=0.5, le=10.0)
+    # a taller program is scaled down to this height for WebRTC (0: never): a 1080p program keeps its
+    # RTMP push at 1080p while WHIP and the live view cost a 720p encode (and stay in H.264 level 3.1)
+    max_height: Literal[0, 360, 540, 720] = 720
     # local addresses offered as ICE host candidates; empty = every interface but loopback. Pin one
     # on a machine with several interfaces, or "127.0.0.1" when server and viewers share the machine.
     host_addresses: list[str] = Field(default_factory=list)
