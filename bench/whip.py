@@ -66,7 +66,7 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
 
     def on_video(frame: av.VideoFrame, at: float) -> None:
         luma = frame.to_ndarray(format="gray")
-        decoded.append((read_stamp(luma), at))
+        decoded.append((read_stamp(luma, frame.width / size[0]), at))
 
     use_host_addresses(["127.0.0.1"])
     cfg = RtcConfig(host_addresses=["127.0.0.1"], video_bitrate_kbps=args.bitrate_kbps)

@@ -29,12 +29,15 @@ def stamp(picture: np.ndarray, k: int) -> None:
         picture[0:BLOCK, bit * BLOCK : (bit + 1) * BLOCK] = value
 
 
-def read_stamp(luma: np.ndarray) -> int:
-    """The tick number stamped on a decoded picture's luma plane."""
+def read_stamp(luma: np.ndarray, scale: float = 1.0) -> int:
+    """The tick number stamped on a decoded picture's luma plane (``scale``: its size / the program's)."""
     k = 0
+    block = BLOCK * scale
     for bit in range(BITS):
-        block = luma[4 : BLOCK - 4, bit * BLOCK + 4 : (bit + 1) * BLOCK - 4]
-        if float(block.mean()) > 128:
+        # the middle half of each block: clear of the edges that scaling and compression blur
+        top, left = round(block / 4), round(bit * block + block / 4)
+        size = max(1, round(block / 2))
+        if float(luma[top : top + size, left : left + size].mean()) > 128:
             k |= 1 << bit
     return k
 
