@@ -126,6 +126,16 @@ def nginx(tmp_path: Path) -> Iterator[NginxRtmp]:
         server.kill()
 
 
+@pytest.fixture
+def loopback_ice() -> Iterator[None]:
+    """aioice never offers 127.0.0.1 on its own: pin it for both peers of a test, then let go."""
+    from broadcaster.stream.rtc.peer import use_host_addresses  # noqa: PLC0415 (imports aiortc)
+
+    use_host_addresses(["127.0.0.1"])
+    yield
+    use_host_addresses([])
+
+
 @pytest.fixture(scope="session")
 def local_llm() -> Iterator[str]:
     """The bundled SmolLM2 model served by a real llama_cpp.server on loopback; yields its base URL."""

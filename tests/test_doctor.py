@@ -5,13 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 from aiohttp import web
-from aiortc import RTCPeerConnection, RTCSessionDescription
 from rich.console import Console
 
 from broadcaster.config import load_config
@@ -19,12 +15,12 @@ from broadcaster.doctor import Result, render, run_groups
 from broadcaster.doctor_checks import Check, Group, Outcome, speaks_chinese
 from broadcaster.doctor_outputs import record_outcome, whip_outcome
 from broadcaster.doctor_show import VoiceChecks
-from broadcaster.stream.rtc.peer import use_host_addresses
 from broadcaster.stream.rtc.settings import RtcConfig, WhipOutputConfig
 from tests.conftest import NginxRtmp, free_port
 from tests.http_servers import serve
 from tests.openai_double import ScriptedLlm
 from tests.run_cli import ROOT, Finished, command, run
+from tests.whip_endpoint import WhipEndpoint, serve_whip
 
 LOOPBACK_RTC = RtcConfig(host_addresses=["127.0.0.1"])
 TOKEN = "whip-token-do-not-show"
@@ -39,66 +35,15 @@ GROUPS_BUT = {
 }
 
 
-@pytest.fixture
-def loopback_ice() -> Iterator[None]:
-    """aioice never offers 127.0.0.1 on its own: pin it for both peers of a test, then let go."""
-    use_host_addresses(["127.0.0.1"])
-    yield
-    use_host_addresses([])
-
-
-@dataclass
-class WhipServer:
-    """A WHIP endpoint: answers offers with a real aiortc peer, counts DELETEs."""
-
-    options: int = 0
-    deletes: list[str] = field(default_factory=list)
-    tokens: list[str] = field(default_factory=list)
-    peers: list[RTCPeerConnection] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        if request.method == "OPTIONS":
-            self.options += 1
-            return web.Response(status=204)
-        if request.method == "DELETE":
-            self.deletes.append(request.path)
-            return web.Response(status=200)
-        self.tokens.append(request.headers.get("Authorization", ""))
-        pc = RTCPeerConnection()
-        self.peers.append(pc)
-        await pc.setRemoteDescription(RTCSessionDescription(await request.text(), "offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        return web.Response(
-            status=201,
-            text=pc.localDescription.sdp,
-            content_type="application/sdp",
-            headers={"Location": "/whip/sessions/1"},
-        )
-
-    async def close(self) -> None:
-        for pc in self.peers:
-            await pc.close()
-
-
-@pytest.fixture
-async def whip_server() -> AsyncIterator[tuple[WhipServer, str]]:
-    server = WhipServer()
-    async with serve(server.handle) as base:
-        yield server, base
-    await server.close()
-
-
-async def test_whip_publishes_and_deletes_a_session(
-    loopback_ice: None, whip_server: tuple[WhipServer, str]
-) -> None:
-    server, base = whip_server
-    output = WhipOutputConfig(type="whip", url=f"{base}/whip/room1?token={TOKEN}", token=TOKEN)
-    outcome = await whip_outcome(output, LOOPBACK_RTC, 5)
+async def test_whip_publishes_and_deletes_a_session(loopback_ice: None) -> None:
+    async with serve_whip(WhipEndpoint(token=TOKEN)) as endpoint:
+        output = WhipOutputConfig(type="whip", url=f"{endpoint.url}?token={TOKEN}", token=TOKEN)
+        outcome = await whip_outcome(output, LOOPBACK_RTC, 5)
     assert outcome.status == "OK", outcome.detail
     assert "OPTIONS 204" in outcome.detail and "test session deleted" in outcome.detail
-    assert server.options == 1
-    assert server.tokens == [f"Bearer {TOKEN}"]
-    assert server.deletes == ["/whip/sessions/1"]
+    assert endpoint.options == 1
+    assert endpoint.authorizations == [f"Bearer {TOKEN}"]
+    assert endpoint.deletes == 1 and endpoint.latest.deleted
     assert TOKEN not in outcome.detail
 
 

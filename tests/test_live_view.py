@@ -14,7 +14,6 @@ import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from broadcaster.stream.rtc.peer import use_host_addresses
 from broadcaster.stream.rtc.viewers import ViewerError, Viewers
 from tests.conftest import free_port
 from tests.control_helpers import console, running_server
@@ -108,54 +107,49 @@ async def test_the_program_plays_in_the_browser_over_webrtc(avatar_root: Path, t
     assert 0 < rtc["ticks"] < summary["ticks"] - 50, (rtc, summary["ticks"])
 
 
+@pytest.mark.usefixtures("loopback_ice")
 async def test_watch_over_the_control_api_with_an_aiortc_viewer() -> None:
     """The signalling itself, without a browser: answer, frames, the viewer limit, cleanup on leaving."""
-    use_host_addresses(["127.0.0.1"])
-    try:
-        with RtcRig() as rig:
-            viewers = Viewers(rig.runtime, rig.encoder, rig.clock, max_viewers=1)
-            async with running_server(viewers=viewers) as server:
-                async with console(server) as c:
-                    pc = RTCPeerConnection()
-                    frames: list[int] = []
-                    pc.on("track", lambda track: asyncio.ensure_future(count(track, frames)))
-                    pc.addTransceiver("video", direction="recvonly")
-                    pc.addTransceiver("audio", direction="recvonly")
-                    await pc.setLocalDescription(await pc.createOffer())
-                    reply = await c.call("watch.offer", sdp=pc.localDescription.sdp)
-                    assert reply["ok"], reply
-                    assert "H264" in reply["result"]["sdp"] and "opus" in reply["result"]["sdp"]
-                    await pc.setRemoteDescription(RTCSessionDescription(reply["result"]["sdp"], "answer"))
-                    deadline = asyncio.get_running_loop().time() + 20
-                    while len(frames) < 25:
-                        assert asyncio.get_running_loop().time() < deadline, "no frames"
-                        await asyncio.sleep(0.1)
-                    assert viewers.stats.watching == 1
-                    # one viewer at most here: a second offer is refused, clearly
-                    other = RTCPeerConnection()
-                    other.addTransceiver("video", direction="recvonly")
-                    other.addTransceiver("audio", direction="recvonly")
-                    await other.setLocalDescription(await other.createOffer())
-                    refused = await c.call("watch.offer", sdp=other.localDescription.sdp)
-                    assert (
-                        refused["error"]["code"] == "refused" and "max_viewers" in refused["error"]["message"]
-                    )
-                    await other.close()
-                    bad = await c.call("watch.offer", sdp="v=0 not an offer at all")
-                    assert not bad["ok"]
-                    unknown = await c.call("watch.stop", viewer="nobody")
-                    assert unknown["error"]["code"] == "not_found"
-                # the console left: its viewer is let go
-                deadline = asyncio.get_running_loop().time() + 10
-                while viewers.stats.watching:
-                    assert asyncio.get_running_loop().time() < deadline, "the viewer outlived its console"
+    with RtcRig() as rig:
+        viewers = Viewers(rig.runtime, rig.encoder, rig.clock, max_viewers=1)
+        async with running_server(viewers=viewers) as server:
+            async with console(server) as c:
+                pc = RTCPeerConnection()
+                frames: list[int] = []
+                pc.on("track", lambda track: asyncio.ensure_future(count(track, frames)))
+                pc.addTransceiver("video", direction="recvonly")
+                pc.addTransceiver("audio", direction="recvonly")
+                await pc.setLocalDescription(await pc.createOffer())
+                reply = await c.call("watch.offer", sdp=pc.localDescription.sdp)
+                assert reply["ok"], reply
+                assert "H264" in reply["result"]["sdp"] and "opus" in reply["result"]["sdp"]
+                await pc.setRemoteDescription(RTCSessionDescription(reply["result"]["sdp"], "answer"))
+                deadline = asyncio.get_running_loop().time() + 20
+                while len(frames) < 25:
+                    assert asyncio.get_running_loop().time() < deadline, "no frames"
                     await asyncio.sleep(0.1)
-                await pc.close()
-            async with running_server() as server, console(server) as c:
-                off = await c.call("watch.offer", sdp="v=0 " + "x" * 20)
-                assert off["error"]["code"] == "unavailable"
-    finally:
-        use_host_addresses([])
+                assert viewers.stats.watching == 1
+                # one viewer at most here: a second offer is refused, clearly
+                other = RTCPeerConnection()
+                other.addTransceiver("video", direction="recvonly")
+                other.addTransceiver("audio", direction="recvonly")
+                await other.setLocalDescription(await other.createOffer())
+                refused = await c.call("watch.offer", sdp=other.localDescription.sdp)
+                assert refused["error"]["code"] == "refused" and "max_viewers" in refused["error"]["message"]
+                await other.close()
+                bad = await c.call("watch.offer", sdp="v=0 not an offer at all")
+                assert not bad["ok"]
+                unknown = await c.call("watch.stop", viewer="nobody")
+                assert unknown["error"]["code"] == "not_found"
+            # the console left: its viewer is let go
+            deadline = asyncio.get_running_loop().time() + 10
+            while viewers.stats.watching:
+                assert asyncio.get_running_loop().time() < deadline, "the viewer outlived its console"
+                await asyncio.sleep(0.1)
+            await pc.close()
+        async with running_server() as server, console(server) as c:
+            off = await c.call("watch.offer", sdp="v=0 " + "x" * 20)
+            assert off["error"]["code"] == "unavailable"
 
 
 async def count(track: MediaStreamTrack, frames: list[int]) -> None:
@@ -166,31 +160,28 @@ async def count(track: MediaStreamTrack, frames: list[int]) -> None:
                 frames.append(frame.pts)
 
 
+@pytest.mark.usefixtures("loopback_ice")
 async def test_concurrent_offers_never_exceed_the_viewer_limit() -> None:
-    use_host_addresses(["127.0.0.1"])
-    try:
-        with RtcRig() as rig:
-            viewers = Viewers(rig.runtime, rig.encoder, rig.clock, max_viewers=1)
-            peers = [RTCPeerConnection() for _ in range(3)]
-            offers = []
-            for pc in peers:
-                pc.addTransceiver("video", direction="recvonly")
-                pc.addTransceiver("audio", direction="recvonly")
-                await pc.setLocalDescription(await pc.createOffer())
-                offers.append(pc.localDescription.sdp)
-            results = await asyncio.gather(*(viewers.watch(o) for o in offers), return_exceptions=True)
-            assert sum(not isinstance(r, BaseException) for r in results) == 1, results
-            assert viewers.stats.watching == 1 and viewers.stats.refused == 2
-            video_only = RTCPeerConnection()
-            video_only.addTransceiver("video", direction="recvonly")
-            await video_only.setLocalDescription(await video_only.createOffer())
-            await viewers.close()
-            try:
-                await viewers.watch(video_only.localDescription.sdp)
-                raise AssertionError("a video-only offer was answered")
-            except ViewerError as exc:
-                assert "one video and one audio" in str(exc)
-            for pc in [*peers, video_only]:
-                await pc.close()
-    finally:
-        use_host_addresses([])
+    with RtcRig() as rig:
+        viewers = Viewers(rig.runtime, rig.encoder, rig.clock, max_viewers=1)
+        peers = [RTCPeerConnection() for _ in range(3)]
+        offers = []
+        for pc in peers:
+            pc.addTransceiver("video", direction="recvonly")
+            pc.addTransceiver("audio", direction="recvonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            offers.append(pc.localDescription.sdp)
+        results = await asyncio.gather(*(viewers.watch(o) for o in offers), return_exceptions=True)
+        assert sum(not isinstance(r, BaseException) for r in results) == 1, results
+        assert viewers.stats.watching == 1 and viewers.stats.refused == 2
+        video_only = RTCPeerConnection()
+        video_only.addTransceiver("video", direction="recvonly")
+        await video_only.setLocalDescription(await video_only.createOffer())
+        await viewers.close()
+        try:
+            await viewers.watch(video_only.localDescription.sdp)
+            raise AssertionError("a video-only offer was answered")
+        except ViewerError as exc:
+            assert "one video and one audio" in str(exc)
+        for pc in [*peers, video_only]:
+            await pc.close()

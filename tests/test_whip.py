@@ -11,18 +11,12 @@ import pytest
 
 from broadcaster.config import ConfigError, output_from_target
 from broadcaster.stream.outputs.whip import WhipOutput
-from broadcaster.stream.rtc.peer import use_host_addresses
 from broadcaster.stream.rtc.settings import WhipOutputConfig, redact_url
 from tests.rtc_rig import RtcRig
 from tests.run_cli import finish, start
 from tests.whip_endpoint import WhipEndpoint, serve_whip
 
-
-@pytest.fixture(autouse=True)
-def loopback() -> Iterator[None]:
-    use_host_addresses(["127.0.0.1"])  # aioice never offers 127.0.0.1 by itself
-    yield
-    use_host_addresses([])
+pytestmark = pytest.mark.usefixtures("loopback_ice")
 
 
 @pytest.fixture

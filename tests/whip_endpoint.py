@@ -52,6 +52,8 @@ class WhipEndpoint:
         self.chunked = False  # send the answer in two TCP writes, as a real network may deliver it
         self.sessions: dict[str, Session] = {}
         self.posts = 0
+        self.options = 0
+        self.authorizations: list[str] = []
         self.deletes = 0
         self.content_types: list[str] = []
         self._ids = itertools.count(1)
@@ -77,11 +79,13 @@ class WhipEndpoint:
             await self._end(session)
             return web.Response(status=200)
         if request.method == "OPTIONS":
+            self.options += 1
             return web.Response(status=204, headers={"Accept-Post": "application/sdp"})
         return web.Response(status=405)
 
     async def _publish(self, request: web.Request) -> web.StreamResponse:
         self.posts += 1
+        self.authorizations.append(request.headers.get("Authorization", ""))
         self.content_types.append(request.headers.get("Content-Type", ""))
         offer = await request.text()
         if self.refuse:  # what SRS does: no HTTP answer at all
