@@ -169,19 +169,25 @@ class Console:
         """Send a raw frame (a dict is sent as JSON text)."""
         await self.ws.send(json.dumps(message) if isinstance(message, dict) else message)
 
+    async def _read(self) -> dict[str, Any] | None:
+        """Read one frame: a reply is returned; binary frames and events are kept aside."""
+        frame = await self.ws.recv()
+        if isinstance(frame, bytes):
+            self.binary.append(frame)
+            return None
+        msg = json.loads(frame)
+        if "event" in msg:
+            self.events.append((msg["event"], msg["data"]))
+            return None
+        return dict(msg)
+
     async def reply(self, rid: Any = None) -> dict[str, Any]:
         """The next reply (with ``rid`` when given), keeping events that come first."""
         async with asyncio.timeout(WAIT_S):
             while True:
-                frame = await self.ws.recv()
-                if isinstance(frame, bytes):
-                    self.binary.append(frame)
-                    continue
-                msg = json.loads(frame)
-                if "event" in msg:
-                    self.events.append((msg["event"], msg["data"]))
-                elif rid is None or msg.get("id") == rid:
-                    return dict(msg)
+                msg = await self._read()
+                if msg is not None and (rid is None or msg.get("id") == rid):
+                    return msg
 
     async def call(self, cmd: str, **args: Any) -> dict[str, Any]:
         """Send ``cmd`` and return its reply."""
@@ -196,26 +202,16 @@ class Console:
                 for i, (topic, data) in enumerate(self.events):
                     if match(topic, data):
                         return self.events.pop(i)
-                frame = await self.ws.recv()
-                if isinstance(frame, bytes):
-                    self.binary.append(frame)
-                    continue
-                msg = json.loads(frame)
-                if "event" in msg:
-                    self.events.append((msg["event"], msg["data"]))
+                await self._read()
 
     async def frame(self) -> bytes:
         """The next binary frame."""
         if self.binary:
             return self.binary.pop(0)
         async with asyncio.timeout(WAIT_S):
-            while True:
-                frame = await self.ws.recv()
-                if isinstance(frame, bytes):
-                    return frame
-                msg = json.loads(frame)
-                if "event" in msg:
-                    self.events.append((msg["event"], msg["data"]))
+            while not self.binary:
+                await self._read()
+        return self.binary.pop(0)
 
 
 @asynccontextmanager
