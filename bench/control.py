@@ -33,15 +33,11 @@ from websockets.asyncio.client import connect
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import percentile  # noqa: E402
 from broadcaster.app import Broadcaster, RunOptions  # noqa: E402
 from broadcaster.config import load_config  # noqa: E402
 
 LINE = "Hello everyone, a quick note from the moderator."
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))], 1)
 
 
 class Console:
@@ -126,8 +122,8 @@ async def measure(app: Broadcaster, runs: int, token: str) -> dict[str, Any]:
         "say_now_p50_ms": percentile(say_now, 50),
         "say_now_p95_ms": percentile(say_now, 95),
         "say_now_max_ms": round(max(say_now), 1),
-        "due_p50_ms": percentile(due, 50) if due else None,
-        "due_p95_ms": percentile(due, 95) if due else None,
+        "due_p50_ms": percentile(due, 50),
+        "due_p95_ms": percentile(due, 95),
         "say_now_mean_ms": round(statistics.fmean(say_now), 1),
     }
 

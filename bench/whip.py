@@ -37,19 +37,13 @@ import av
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import percentile  # noqa: E402
 from broadcaster.config import RESOLUTIONS  # noqa: E402
 from broadcaster.stream.outputs.whip import WhipOutput  # noqa: E402
 from broadcaster.stream.rtc.peer import use_host_addresses  # noqa: E402
 from broadcaster.stream.rtc.settings import RtcConfig, WhipOutputConfig  # noqa: E402
 from tests.rtc_rig import RtcRig, read_stamp  # noqa: E402
 from tests.whip_endpoint import WhipEndpoint, serve_whip  # noqa: E402
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))], 1)
 
 
 def thread_cpu_s(thread: threading.Thread) -> float:
