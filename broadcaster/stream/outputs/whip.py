@@ -47,7 +47,6 @@ class WhipOutput:
         self._clock = clock
         self._job: concurrent.futures.Future[None] | None = None
         self._closing = asyncio.Event()  # bound to the RTC loop at its first wait
-        self._stream_ended = False  # the encoder has ended: nothing more to publish
 
     def start(self) -> None:
         """Start publishing (on the RTC loop)."""
@@ -87,10 +86,11 @@ class WhipOutput:
     async def _publish(self) -> None:
         backoff = Backoff(self.cfg.backoff_initial_s, self.cfg.backoff_max_s)
         async with WhipClient(self.cfg.endpoint(), self.cfg.bearer(), self.cfg.request_timeout_s) as client:
-            while not self._closing.is_set() and not self._stream_ended and not self._encoder.ended:
+            # until closed, or the program has ended (the encoder has then nothing more to publish)
+            while not self._closing.is_set() and not self._encoder.ended:
                 self.stats.state = "connecting"
                 wait = backoff.after(await self._session(client))
-                if self._closing.is_set() or self._stream_ended:
+                if self._closing.is_set() or self._encoder.ended:
                     break
                 self.stats.reconnects += 1
                 self.stats.state = f"retrying in {wait:.0f}s"
@@ -146,7 +146,6 @@ class WhipOutput:
                     await asyncio.wait_for(self._wait_any(changed), 0.5)
                 self._count(feed, base)
             if feed.ended:  # the program has ended: send what is queued, then stop for good
-                self._stream_ended = True
                 await self._drain(feed)
         except WhipError as exc:
             self.fail(str(exc))

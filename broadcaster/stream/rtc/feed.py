@@ -21,6 +21,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from broadcaster.stream.clock import ProgramClock
 from broadcaster.stream.encoder import EncodedPacket
+from broadcaster.stream.rtc.encoder import OPUS_FRAME
 
 Kind = Literal["video", "audio"]
 
@@ -113,8 +114,8 @@ class PeerFeed:
         self._request_keyframe = request_keyframe
         fps = clock.timing.fps
         self.video = PacedTrack(self, "video", max(2, round(queue_seconds * fps)))
-        # Opus frames are 20 ms: 50 a second
-        self.audio = PacedTrack(self, "audio", max(2, round(queue_seconds * 50)))
+        opus_per_s = clock.timing.sample_rate / OPUS_FRAME
+        self.audio = PacedTrack(self, "audio", max(2, round(queue_seconds * opus_per_s)))
         self._skipping = True  # every peer starts at a keyframe
         self._audio_from: int | None = None  # the first keyframe's first sample: audio starts there
         self._ended = False
