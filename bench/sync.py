@@ -12,6 +12,7 @@ Also a library: tests call ``syllable_train``, ``measure`` and ``run_and_measure
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
 import subprocess
@@ -170,6 +171,77 @@ def run_and_measure(
     }
 
 
+def program_audio(path: Path) -> np.ndarray:
+    """A recording's sound as mono float, indexed by program sample (placed by each frame's pts)."""
+    pieces: list[tuple[int, np.ndarray]] = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            pieces.append((round(frame.pts * frame.time_base * RATE), frame.to_ndarray().mean(axis=0)))
+    end = max(at + len(x) for at, x in pieces)
+    out = np.zeros(end, np.float64)
+    for at, x in pieces:
+        if at >= 0:
+            out[at : at + len(x)] = x
+    return out
+
+
+def locate(recorded: np.ndarray, reference: np.ndarray, expected: int, search_s: float = 0.3) -> int:
+    """Where ``reference`` best matches ``recorded``, searched within ``search_s`` of ``expected``."""
+    span = round(search_s * RATE)
+    lo = max(0, expected - span)
+    window = recorded[lo : expected + span + len(reference)]
+    ref = reference.astype(np.float64)
+    size = 1 << int(np.ceil(np.log2(len(window) + len(ref))))
+    scores = np.fft.irfft(np.fft.rfft(window, size) * np.conj(np.fft.rfft(ref, size)), size)
+    return lo + int(np.argmax(scores[: max(1, len(window) - len(ref) + 1)]))
+
+
+async def passthrough_and_measure(
+    speech: np.ndarray, workdir: Path, avatar_root: Path, extra: tuple[str, ...] = ()
+) -> dict[str, float]:
+    """Send ``speech`` (int16 mono, 48 kHz) as the console's mic in pass-through; measure where and
+    how well it went on air.
+
+    ``delay_error_ms``: where the voice is in the recording, minus where the fixed delay puts it (the
+    first sample's capture plus ``voice_in.passthrough.delay_ms``, on the program clock); then the
+    lip-sync metric of the recording (the voice is all that speaks in it).
+    """
+    from bench.mic_client import MicClient  # noqa: PLC0415
+    from bench.voice_show import running_show  # noqa: PLC0415
+
+    recording = workdir / "passthrough.mp4"
+    seconds = len(speech) / RATE + 3.0
+    overrides = [
+        f"avatar.dir={json.dumps(str(avatar_root))}",
+        'voice_in.mode="passthrough"',
+        *extra,
+    ]
+    async with running_show(workdir, overrides, seconds, [str(recording)]) as show:
+        mic = MicClient(show.port, show.token)
+        await mic.open()
+        await asyncio.sleep(0.5)
+        first = await mic.stream(speech)
+        delay_s = show.app.cfg.voice_in.passthrough.delay_ms / 1000
+        expected = round(show.app.clock.sample_at(first + delay_s))
+        summary = await show.finished(seconds + 30)
+        await mic.close()
+    found_file = recording if recording.exists() else sorted(workdir.glob("passthrough*.mp4"))[0]  # noqa: ASYNC240
+    recorded = program_audio(found_file)
+    found = locate(recorded, speech, expected)
+    m = measure(found_file)
+    offset_ms, correlation = correlate(m)
+    voice_in = summary.get("voice_in", {})
+    return {
+        "delay_ms": round(delay_s * 1000),
+        "delay_error_ms": round((found - expected) * 1000 / RATE, 1),
+        "offset_ms": round(offset_ms, 1),
+        "correlation": round(correlation, 3),
+        "stretches": voice_in.get("voice_stretches", 0) if isinstance(voice_in, dict) else 0,
+        "frames": len(m.opening),
+        "faces_found": int(np.count_nonzero(~np.isnan(m.opening))),
+    }
+
+
 def main() -> None:
     from broadcaster.face.builder import build_avatar  # noqa: PLC0415
     from tests.conftest import grace_hopper  # noqa: PLC0415
@@ -179,10 +251,14 @@ def main() -> None:
     parser.add_argument("--speech", choices=("syllables", "espeak"), default="syllables")
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--mic", action="store_true", help="send espeak speech as the console's mic")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         build_avatar(grace_hopper(), "sample", work / "avatars")
+        if args.mic:
+            print("RESULT " + json.dumps({"mode": "passthrough", **mic_speech_run(work, args.overrides)}))
+            return
         wav = work / "speech.wav"
         text = "Good evening everyone, welcome back to the live room. Today we look at three new products."
         if args.speech == "espeak" and not espeak_speech(wav, text):
@@ -192,6 +268,27 @@ def main() -> None:
         extra = tuple(x for item in args.overrides for x in ("--set", item))
         result = run_and_measure(wav, work, work / "avatars", args.lipsync, args.seconds, extra)
     print("RESULT " + json.dumps({"lipsync": args.lipsync, "speech": args.speech, **result}))
+
+
+def mic_speech_run(work: Path, overrides: list[str]) -> dict[str, float]:
+    """Pass-through of espeak-ng sentences (silence around and between them) as the console's mic."""
+    from tests.speech_samples import silence, speech  # noqa: PLC0415
+
+    lines = (
+        "Good evening everyone, welcome back to the live room.",
+        "Today we look at three new products, starting with the power bank.",
+    )
+    pcm = np.concatenate(
+        [
+            silence(1.0, RATE),
+            speech(lines[0], RATE),
+            silence(1.2, RATE),
+            speech(lines[1], RATE),
+            silence(1.0, RATE),
+        ]
+    )
+    extra = tuple(f"{item}" for item in overrides)
+    return asyncio.run(passthrough_and_measure(pcm, work, work / "avatars", extra))
 
 
 if __name__ == "__main__":

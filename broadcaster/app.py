@@ -27,6 +27,9 @@ from broadcaster.face.avatar import load_avatar
 from broadcaster.face.backdrop import make_backdrop
 from broadcaster.face.compositor import Compositor
 from broadcaster.face.lipsync import create_lipsync
+from broadcaster.listen.ear import ProgramEar
+from broadcaster.listen.echo import EchoGuard
+from broadcaster.listen.listener import Listener
 from broadcaster.show.agenda import Agenda
 from broadcaster.show.console import Console, Switchboard
 from broadcaster.show.director import Director
@@ -184,7 +187,9 @@ class Broadcaster:
             )
         self._finished: asyncio.Event | None = None
         max_ticks = self.timing.ticks(options.seconds) if options.seconds is not None else None
-        sinks: list[Any] = [s for s in (self.encoder, self.rtc_encoder, self.preview) if s is not None]
+        sinks: list[Any] = [
+            s for s in (self.encoder, self.rtc_encoder, self.preview, self.ear) if s is not None
+        ]
         self.program = Program(
             self.clock,
             self.compositor,
@@ -229,6 +234,21 @@ class Broadcaster:
         self.scheduler = Scheduler(cfg.schedule, self._scheduled, timezone=cfg.show.schedule_timezone)
         personas = {cfg.persona.name: cfg.persona, **cfg.personas}
         self.console = Console(self.director, personas, Stages(self.compositor), self.scheduler)
+        self.listener: Listener | None = None
+        self.ear: ProgramEar | None = None
+        if cfg.voice_in.enabled and cfg.control.enabled:  # the microphone comes in through the console
+            echo = EchoGuard(cfg.voice_in.barge_in, self.timing.sample_rate)
+            self.ear = ProgramEar(echo, self.timing.samples_per_tick)
+            self.listener = Listener(
+                cfg.voice_in,
+                self.clock,
+                self.speech,
+                self.director,
+                self.desk,
+                echo,
+                subtitle=self.compositor.captions.post,
+            )
+            self.console.listen(self.listener)
         self.control: ControlServer | None = None
         if cfg.control.enabled:
             try:
@@ -244,6 +264,7 @@ class Broadcaster:
                 stats=self._figures,
                 preview=self.preview,
                 viewers=self.viewers,
+                listener=self.listener,
             )
 
     def _triaged(self, seq: int, event: ChatEvent, decision: str, reason: str) -> None:
@@ -337,7 +358,10 @@ class Broadcaster:
         return output
 
     def _show_stats(self) -> dict[str, Any]:
-        return {**self.show.stats(), "chat": self.desk.stats(), "director": self.director.stats()}
+        out = {**self.show.stats(), "chat": self.desk.stats(), "director": self.director.stats()}
+        if self.listener is not None:
+            out["voice_in"] = self.listener.stats.as_dict()
+        return out
 
     def _program_finished(self) -> None:
         if self._loop is not None and self._finished is not None:
@@ -381,6 +405,8 @@ class Broadcaster:
         try:
             await self.desk.start()
             await self.director.start()
+            if self.listener is not None:
+                self.listener.start()
             self.scheduler.start()
             if self.control is not None:
                 try:
@@ -449,6 +475,8 @@ class Broadcaster:
         if self.control is not None:
             await self.control.close()
         await self.scheduler.stop()
+        if self.listener is not None:
+            await self.listener.close()
         await self.director.close()
         await self.desk.close()
         await self.show.close()

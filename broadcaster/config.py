@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from broadcaster.control.settings import ControlConfig
 from broadcaster.face.look import BackgroundVideoConfig, ChromaConfig, OverlayConfig
+from broadcaster.listen.settings import VoiceInConfig
 from broadcaster.show.schedule import ScheduleEntry, zone
 from broadcaster.stream.rtc.settings import RtcConfig, WhipOutputConfig
 from danmaku.config import ChatConfig
@@ -387,6 +388,7 @@ class Config(_Section):
     schedule: list[ScheduleEntry] = Field(default_factory=list)
     control: ControlConfig = ControlConfig()
     overlay: OverlayConfig = OverlayConfig()
+    voice_in: VoiceInConfig = VoiceInConfig()
     log: LogConfig = LogConfig()
     base_dir: Path = Field(Path(), exclude=True)
 
@@ -440,6 +442,7 @@ def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
                 raise ConfigError(f"--set {'.'.join(path)}: {part!r} holds a value, not a table")
 
 
+PASSTHROUGH_MARGIN_MS = 100  # a 20-40 ms block and a tick, plus network jitter, before its tick is drawn
 _UNION_TAGS = frozenset(("rtmp", "whip", "record", "local", "json", "bilibili", "twitch"))
 
 
@@ -483,8 +486,16 @@ def load_config(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) 
         base = path.resolve().parent
     for item in overrides:
         apply_override(data, *parse_override(item))
+    where = f"{path}: " if path else ""
     try:
-        return Config.model_validate({**data, "base_dir": base})
+        cfg = Config.model_validate({**data, "base_dir": base})
     except ValidationError as exc:
-        where = f"{path}: " if path else ""
         raise ConfigError(where + "; ".join(_describe(dict(e)) for e in exc.errors())) from exc
+    delay, lead = cfg.voice_in.passthrough.delay_ms, cfg.program.lead_ms
+    if cfg.voice_in.enabled and delay < lead + PASSTHROUGH_MARGIN_MS:
+        raise ConfigError(
+            f"{where}voice_in.passthrough.delay_ms = {delay}: must be at least program.lead_ms + "
+            f"{PASSTHROUGH_MARGIN_MS} = {lead + PASSTHROUGH_MARGIN_MS} (the voice reaches the track after a "
+            "block of audio is complete, and the program draws its ticks lead_ms ahead)"
+        )
+    return cfg

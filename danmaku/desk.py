@@ -18,7 +18,7 @@ from typing import Any
 from broadcaster.store import Store, StoreError
 from danmaku.chatlog import ChatLog, Update
 from danmaku.config import ChatConfig
-from danmaku.events import ChatEvent, now_ms
+from danmaku.events import HOST_PLATFORM, ChatEvent, now_ms
 from danmaku.feeds import FeedConfigs, create_feed
 from danmaku.feeds.base import Feed
 from danmaku.feeds.local import LocalFeed, LocalFeedConfig
@@ -115,6 +115,8 @@ class ChatDesk:
             self.triage.seen(event)  # a redelivery after the restart is still a duplicate
             if event.received_at < cutoff:
                 self._updates.append((row.seq, "dropped", "stale"))
+            elif event.platform == HOST_PLATFORM:  # the host's words are answered live or not at all
+                self._updates.append((row.seq, "dropped", "restart"))
             elif event.kind in ("chat", "superchat"):
                 value = self.cfg.worth(event.gift)
                 candidate = Candidate(
@@ -163,6 +165,28 @@ class ChatDesk:
         """``accept``, returning only once the events are committed (the local feed's sink)."""
         await self.accept(events)
         await self.settle()
+
+    async def accept_host(self, event: ChatEvent, answer: bool, priority: int = 100) -> Candidate | None:
+        """What the host said (the console's microphone): logged as is, never triaged.
+
+        Returns, once the event is committed, the candidate to answer (``answer``), else None; None
+        too when the chat log could not write it (logged as an error: nothing is answered that is not
+        in the log).
+        """
+        seq = self.log.reserve(1)
+        verdict = Verdict("queued" if answer else "logged", "host")
+        if self.on_decision is not None:
+            self.on_decision(seq, event, verdict.decision, verdict.reason)
+        failures = self.log_failures
+        self._buffer.append(_Batch(seq, [event], [verdict], [], []))
+        self._buffered += 1
+        await self.settle()
+        if self.log_failures > failures or self._committed < seq:
+            log.error("chat: the host's words could not be logged, so they are not answered: %r", event.text)
+            return None
+        if not answer:
+            return None
+        return Candidate("answer", priority, [(seq, event)], 0.0, event.received_at)
 
     async def settle(self) -> None:
         """Wait until everything accepted so far, and every decision, is committed."""

@@ -20,6 +20,7 @@ from typing import Literal, get_args
 
 Kind = Literal["chat", "gift", "superchat", "enter", "follow", "like", "share", "order", "system"]
 KINDS: frozenset[str] = frozenset(get_args(Kind))
+HOST_PLATFORM = "voice"  # the platform of what the host said into the console's microphone
 Role = Literal["broadcaster", "moderator", "member", "vip", "subscriber", "admin"]
 
 

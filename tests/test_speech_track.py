@@ -100,3 +100,36 @@ def test_dropping_a_tag_fades_the_playing_piece_and_removes_the_rest() -> None:
     assert reply.cut and after.cut and after.done.is_set() and not other.cut
     audio, speaking = track.pull()
     assert speaking is not None and speaking.utterance is other and (audio == 300).all()
+
+
+def test_a_placed_utterance_starts_at_its_sample_and_not_before() -> None:
+    track = SpeechTrack(samples_per_tick=1920)
+    placed = track.append(np.full(1920 * 2, 3, np.int16), 48000, at_sample=1920 * 3)
+    pulled = [track.pull() for _ in range(6)]
+    out = np.concatenate([a for a, _ in pulled])
+    assert not out[: 1920 * 3].any()
+    assert (out[1920 * 3 : 1920 * 5] == 3).all()
+    assert not out[1920 * 5 :].any()
+    assert placed.start_tick == 3 and placed.late_samples == 0
+    assert track.held_ticks == 0  # waiting for its place is not a lip-sync hold
+    with pytest.raises(ValueError, match="tick boundary"):
+        track.append(np.zeros(10, np.int16), 48000, at_sample=100)
+
+
+def test_a_late_placed_utterance_skips_what_is_late_and_keeps_its_place() -> None:
+    track = SpeechTrack(samples_per_tick=1920)
+    for _ in range(4):
+        track.pull()  # ticks 0-3 are gone
+    ramp = (np.arange(1920 * 6) // 1920).astype(np.int16)  # tick i of the piece holds value i
+    late = track.append(ramp, 48000, at_sample=1920 * 2)  # should have started two ticks ago
+    gone = track.append(np.full(1920, 9, np.int16), 48000, at_sample=0)  # wholly late
+    after = track.append(np.full(1920, 8, np.int16), 48000, at_sample=1920 * 8)
+    pulled = [track.pull() for _ in range(6)]  # ticks 4-9
+    values = [int(a[0, 0]) for a, _ in pulled]
+    assert values == [2, 3, 4, 5, 8, 0]  # tick 4 carries the piece's tick 2: still in place
+    frames = [s for _, s in pulled]
+    assert frames[0] is not None and frames[0].index == 2  # lip-sync reads the right tick of it
+    assert late.start_tick == 2 and late.late_samples == 2 * 1920
+    assert gone.cut and gone.done.is_set() and gone.late_samples == 1920
+    assert after.start_tick == 8
+    assert track.late_samples == 3 * 1920

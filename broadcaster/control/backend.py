@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
+from broadcaster.listen.settings import MicMode
+
 SayMode = Literal["now", "next"]
 
 
@@ -73,6 +75,10 @@ class ShowControl(Protocol):
 
     async def review_reject(self, item_id: int) -> dict[str, Any]:
         """Drop a reply waiting for review."""
+        ...
+
+    async def voice_mode(self, mode: MicMode) -> dict[str, Any]:
+        """Switch what the console's microphone does: off, pass-through or conversation."""
         ...
 
     def state(self) -> dict[str, Any]:

@@ -197,6 +197,13 @@ class WatchStop(_Request):
     viewer: str = Field(min_length=1, max_length=32)
 
 
+class VoiceMode(_Request):
+    """What the console's microphone does: ``off``, ``passthrough`` (on air) or ``conversation``."""
+
+    cmd: Literal["voice.mode"]
+    mode: Literal["off", "passthrough", "conversation"]
+
+
 class Ping(_Request):
     """Answered with ``{"pong": true}``."""
 
@@ -227,6 +234,7 @@ Request = Annotated[
     | Unsubscribe
     | WatchOffer
     | WatchStop
+    | VoiceMode
     | Ping,
     Field(discriminator="cmd"),
 ]

@@ -29,9 +29,11 @@ from websockets.http11 import Request, Response
 from broadcaster.control.backend import ShowControl
 from broadcaster.control.hub import EventHub
 from broadcaster.control.metrics import Metrics, snapshot
+from broadcaster.control.mic_session import MicSession
 from broadcaster.control.preview import PreviewSink
 from broadcaster.control.session import Session, perform
 from broadcaster.control.settings import ControlConfig, Token, is_loopback
+from broadcaster.listen.listener import Listener
 from broadcaster.stream.rtc.viewers import Viewers
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class ControlServer:
         stats: StatsFn | None = None,
         preview: PreviewSink | None = None,
         viewers: Viewers | None = None,
+        listener: Listener | None = None,
     ) -> None:
         self.cfg = cfg
         self.backend = backend
@@ -98,6 +101,7 @@ class ControlServer:
         self._stats = stats
         self.preview = preview
         self.viewers = viewers
+        self.listener = listener
         self.metrics = Metrics(self.figures)
         self.counts = {"commands": 0, "errors": 0, "auth_failures": 0, "events_dropped": 0}
         self.sessions: set[Session] = set()
@@ -182,6 +186,8 @@ class ControlServer:
             out["preview"] = self.preview.stats.as_dict()
         if self.viewers is not None:
             out["webrtc_preview"] = self.viewers.stats.as_dict()
+        if self.listener is not None:
+            out["voice_in"] = self.listener.stats.as_dict()
         return out
 
     def health(self) -> tuple[bool, dict[str, Any]]:
@@ -221,7 +227,7 @@ class ControlServer:
         if is_loopback(self.cfg.host) and not _local_host(request.headers.get("Host", "")):
             # a page on another site that rebinds its name to 127.0.0.1 must not read the console
             return response(http.HTTPStatus.MISDIRECTED_REQUEST, b"wrong Host\n", "text/plain")
-        if url.path == "/ws":
+        if url.path in ("/ws", "/mic"):
             given = self._upgrade_token(request, url.query)
             if given is None:
                 return None
@@ -261,6 +267,9 @@ class ControlServer:
     # -- WebSocket ------------------------------------------------------------------------------------
 
     async def _session(self, ws: ServerConnection) -> None:
+        if ws.request is not None and urlsplit(ws.request.path).path == "/mic":
+            await self._mic(ws)
+            return
         session = Session(self, ws, authed=ws in self._preauthed)
         self.sessions.add(session)
         try:
@@ -270,6 +279,12 @@ class ControlServer:
             await session.stop_viewers()
             self.counts["events_dropped"] += session.dropped
             self.sessions.discard(session)
+
+    async def _mic(self, ws: ServerConnection) -> None:
+        if self.listener is None:
+            await ws.close(1008, "voice in is off (voice_in.enabled)")
+            return
+        await MicSession(self, self.listener, ws, authed=ws in self._preauthed).run()
 
     async def do(self, req: Any) -> Any:
         """Carry out one validated request on the backend (for callers other than a console)."""

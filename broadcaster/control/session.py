@@ -58,6 +58,7 @@ ACTIONS: dict[type, Callable[[ShowControl, Any], Any]] = {
     p.ReviewApprove: lambda b, r: b.review_approve(r.item, r.text),
     p.ReviewReject: lambda b, r: b.review_reject(r.item),
     p.State: lambda b, r: b.state(),
+    p.VoiceMode: lambda b, r: b.voice_mode(r.mode),
 }
 
 

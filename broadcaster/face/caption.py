@@ -130,6 +130,15 @@ class Captions:
         self._cache: OrderedDict[str, Overlay] = OrderedDict()
         self._text = ""
         self._last_t = 0.0
+        self._posted: str | None = None
+        self._subtitle = False  # the caption is posted words, not a sentence of the speech
+
+    def post(self, text: str) -> None:
+        """Show ``text`` from the next frame on (the host's words), until speech with a sentence.
+
+        Called from any thread: one reference is handed to the render thread.
+        """
+        self._posted = text
 
     def overlay(self, text: str) -> Overlay | None:
         """The caption of ``text`` (drawn on first use, then cached)."""
@@ -161,9 +170,15 @@ class Captions:
         """Blend the caption on air at time t (for ``speech``, the tick's speech) into I420 ``frame``."""
         if self.face is None:
             return
+        posted, self._posted = self._posted, None
+        if posted is not None:
+            self._text, self._last_t, self._subtitle = posted.strip(), t, True
         if speech is not None:
-            self._text = speech.utterance.text.strip()
-            self._last_t = t
+            sentence = speech.utterance.text.strip()
+            if sentence or not self._subtitle:
+                self._text, self._last_t, self._subtitle = sentence, t, False
+            else:  # a live voice (no sentence of its own) holds the words posted for it
+                self._last_t = t
         opacity = self.opacity(t)
         overlay = self.overlay(self._text) if opacity > 0 else None
         if overlay is None:

@@ -7,6 +7,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from broadcaster.listen.passthrough import LiveVoice
 from broadcaster.show.agenda import Item, Lane, now_ms
 from broadcaster.voice.speech_track import SpeechTrack
 from danmaku.triage.candidate import Candidate
@@ -36,6 +37,7 @@ class Airing:
     lane: Lane
     item: Item | None = None
     candidate: Candidate | None = None
+    voice: LiveVoice | None = None  # the moderator's own voice (pass-through)
     task: asyncio.Task[None] | None = None
     cut: Cut = ""
     pending: Cut = ""  # a cut to make at its next sentence boundary (something is nested in it)
@@ -62,6 +64,8 @@ class Airing:
             out["chat"] = {"kind": self.candidate.kind, "user": event.user.name, "text": event.text}
         if self.script:
             out["script"], out["segment"] = self.script, self.segment
+        if self.voice is not None:
+            out["voice"] = {"text": self.voice.text}
         return out
 
 

@@ -23,6 +23,8 @@ from broadcaster.show.persona import Persona
 from danmaku.triage.candidate import Candidate
 
 if TYPE_CHECKING:
+    from broadcaster.listen.listener import Listener
+    from broadcaster.listen.settings import MicMode
     from broadcaster.show.schedule import Scheduler
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class Console:
         self.scheduler = scheduler
         self.recent_chat: deque[dict[str, Any]] = deque(maxlen=RECENT_CHAT)  # the last triage decisions
         director.on_review = self._to_review
+        self.listener: Listener | None = None  # the console's microphone (voice_in), when enabled
 
     # -- lines and cuts ----------------------------------------------------------------------------
 
@@ -286,6 +289,20 @@ class Console:
     def _review_event(self, action: str, item: Item) -> None:
         self.director.hub.publish("review", {"action": action, "item": item.public()})
 
+    # -- voice in ----------------------------------------------------------------------------------
+
+    def listen(self, listener: Listener) -> None:
+        """Take the microphone's listener: its mode is switched here, its changes reach the consoles."""
+        self.listener = listener
+        listener.on_mode = lambda _mode, _mic: self._state_changed()
+
+    async def voice_mode(self, mode: MicMode) -> dict[str, Any]:
+        """Switch what the console's microphone does."""
+        if self.listener is None:
+            raise ControlError("unavailable", "voice in is off (voice_in.enabled = false, or no console)")
+        self.listener.set_mode(mode)
+        return {"mode": self.listener.mode}
+
     # -- state -------------------------------------------------------------------------------------
 
     def _state_changed(self, **extra: Any) -> None:
@@ -298,6 +315,7 @@ class Console:
             "review_mode": director.review,
             "avatar": self.switchboard.avatar(),
             "persona": self.persona,
+            "voice": self.listener.public() if self.listener is not None else None,
         }
 
     def state(self) -> dict[str, Any]:

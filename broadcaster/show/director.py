@@ -29,12 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from broadcaster.control.hub import EventHub
 from broadcaster.latency import RecentLatency
+from broadcaster.listen.passthrough import LiveVoice
 from broadcaster.show.agenda import LANES, Agenda, Item, Lane, now_ms
 from broadcaster.show.airing import Airing, CardHolder, Cut, NoCard
 from broadcaster.show.host import Source
 from broadcaster.show.script_runs import ScriptRuns
 from broadcaster.voice.speaker import Gate, Speech
 from broadcaster.voice.speech_track import Utterance
+from danmaku.events import HOST_PLATFORM
 from danmaku.triage.candidate import Candidate
 
 if TYPE_CHECKING:
@@ -78,6 +80,9 @@ class Director:
         self.chat_answering = True
         self.review = False
         self.chat: Candidate | None = None  # the candidate taken from the desk, waiting to air
+        self.host: Candidate | None = None  # what the host said to the avatar (voice in), to answer first
+        self.live: Airing | None = None  # the moderator's live voice, to air now
+        self.barge_ins = 0
         self.on_air_text = ""
         self.said = 0
         self.closing = False
@@ -139,6 +144,12 @@ class Director:
     def _pick(self, below: Lane | None) -> Airing | None:
         """The next thing to air that outranks lane ``below`` (anything when None)."""
         limit = LANES.index(below) if below is not None else len(LANES)
+        if self.live is not None and below is None:  # it cut everything on its way in: never nested
+            airing, self.live = self.live, None
+            return airing
+        if self.host is not None and limit > 0:
+            candidate, self.host = self.host, None
+            return Airing("moderator", candidate=candidate)
         now = now_ms()
         for item in self.agenda.queued():
             if LANES.index(item.lane) >= limit:
@@ -161,7 +172,8 @@ class Director:
             self.chat = None
         if self.desk is not None:
             self.desk.done(candidate, False, why)
-        self._chat_free.set()
+        if candidate.event.platform != HOST_PLATFORM:
+            self._chat_free.set()
 
     def _filler(self) -> Airing | None:
         if not self.fillers.enabled or time.monotonic() - self._quiet_since < self.fillers.after_s:
@@ -249,7 +261,13 @@ class Director:
 
     def _put_back(self, candidate: Candidate) -> None:
         """A chat candidate cut before anyone heard it waits again, first in its lane."""
-        if self.chat is None:
+        if candidate.event.platform == HOST_PLATFORM:
+            if self.host is None:
+                self.host = candidate
+                self.wake()
+            else:  # the host said something newer meanwhile: that one is answered
+                self._drop_chat(candidate, "superseded")
+        elif self.chat is None:
             self.chat = candidate
             self.wake()
         else:  # another was taken meanwhile (cannot happen with one intake); do not lose it silently
@@ -258,7 +276,9 @@ class Director:
     async def _air(self, airing: Airing) -> None:
         airing.began = True
         item = airing.item
-        if airing.candidate is not None:
+        if airing.voice is not None:
+            await self._air_voice(airing, airing.voice)
+        elif airing.candidate is not None:
             await self._air_chat(airing, airing.candidate)
         elif item is not None and item.kind == "script":
             await self.scripts.air(airing, item)
@@ -298,8 +318,24 @@ class Director:
         if item.kind == "reply":
             self._chat_done(item.args.get("seqs", []), True, "answer")
 
+    async def _air_voice(self, airing: Airing, voice: LiveVoice) -> None:
+        """The moderator's own voice holds the air until it is over (nothing else is queued meanwhile)."""
+        airing.tags.append(voice.tag)
+        try:
+            await voice.finished()
+        except asyncio.CancelledError:
+            voice.cut = True  # the pass-through stops queueing it
+            raise
+        if voice.late_samples:
+            rate = self.show.speaker.track.sample_rate
+            log.warning(
+                "pass-through: %.0f ms of the voice came too late for its place on the program (skipped)",
+                voice.late_samples * 1000 / rate,
+            )
+
     async def _air_chat(self, airing: Airing, candidate: Candidate) -> None:
         assert self.desk is not None
+        host = candidate.event.platform == HOST_PLATFORM
         why_not: str | None = "interrupted"
         try:
             why_not = await self._answer(airing, candidate)
@@ -315,7 +351,8 @@ class Director:
                 self._put_back(candidate)
             else:
                 self.desk.done(candidate, why_not is None, why_not or "")
-                self._chat_free.set()
+                if not host:  # the host's turns never held the chat lane
+                    self._chat_free.set()
 
     async def _answer(self, airing: Airing, candidate: Candidate) -> str | None:
         assert self.desk is not None
@@ -420,6 +457,41 @@ class Director:
         self.show.speaker.track.drop()  # what is heard stops at the next tick, even audio already queued
         return True
 
+    # -- voice in ----------------------------------------------------------------------------------
+
+    def speaking(self) -> bool:
+        """Whether the avatar is saying something: an item on air, or speech still queued."""
+        return bool(self.stack) or self.show.speaker.track.pending_samples > 0
+
+    def barge_in(self) -> bool:
+        """The person talking with the avatar started speaking: stop the avatar (as an interrupt)."""
+        if not self.speaking():
+            return False
+        self.barge_ins += 1
+        return self.cut("interrupt")
+
+    def air_voice(self, voice: LiveVoice) -> None:
+        """The moderator's live voice goes on air now: what is on air is cut (a script resumes later)."""
+        self.cut("now")
+        self.live = Airing("moderator", voice=voice)
+        self.wake()
+
+    def voice_said(self, voice: LiveVoice, text: str) -> None:
+        """What the live voice said, once recognised: logged as said on air and shown to consoles."""
+        voice.text = text
+        self.said += 1
+        self.agenda.said(None, "moderator", text)
+        self.hub.publish(
+            "on_air", {"item": None, "lane": "moderator", "text": text, "at_ms": now_ms(), "tick": None}
+        )
+
+    def answer_host(self, candidate: Candidate) -> None:
+        """The host said something to the avatar: it is answered before anything queued."""
+        if self.host is not None:
+            self._drop_chat(self.host, "superseded")
+        self.host = candidate
+        self.wake()
+
     # -- publishing --------------------------------------------------------------------------------
 
     async def set_state(self, item: Item, state: Any, reason: str = "") -> None:
@@ -473,6 +545,7 @@ class Director:
             "sentences": self.said,
             "fillers": self.fillers_played,
             "interrupts": self.cuts,
+            "barge_ins": self.barge_ins,
             "reply_p50_ms": self.reply_latency.p50(),
             "chat_answering": self.chat_answering,
             "review_mode": self.review,

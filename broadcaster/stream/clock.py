@@ -113,6 +113,16 @@ class ProgramClock:
         """Wall time at which tick k goes on air."""
         return self._anchor + (k - self._anchor_tick) / self.timing.fps
 
+    def sample_at(self, wall_time: float) -> float:
+        """The program's audio position (in samples) due on air at ``wall_time``: ``due`` inverted."""
+        timing = self.timing
+        return (self._anchor_tick + (wall_time - self._anchor) * timing.fps) * timing.samples_per_tick
+
+    def wall_at(self, sample: float) -> float:
+        """The wall time at which program sample ``sample`` is due on air: ``sample_at`` inverted."""
+        timing = self.timing
+        return self._anchor + (sample / timing.samples_per_tick - self._anchor_tick) / timing.fps
+
     def resync(self, k: int, wall_time: float) -> None:
         """Re-anchor so tick k is due at ``wall_time``; ticks stay contiguous, only the anchor moves."""
         self._anchor, self._anchor_tick = wall_time, k

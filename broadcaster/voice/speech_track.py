@@ -54,6 +54,8 @@ class Utterance:
     started_at: float | None = None
     held_ticks: int = 0
     cut: bool = False
+    at_sample: int | None = None  # the program sample it must start at (a tick boundary), if placed
+    late_samples: int = 0  # samples of a placed utterance skipped because it started late
     done: threading.Event = field(default_factory=threading.Event)
     ready: threading.Event = field(default_factory=threading.Event)
 
@@ -93,6 +95,7 @@ class SpeechTrack:
         self._tick = 0
         self.samples_spoken = 0
         self.held_ticks = 0
+        self.late_samples = 0  # samples of placed utterances skipped because they came up late
         self._started_tags: OrderedDict[object, None] = OrderedDict()
 
     def append(
@@ -102,10 +105,18 @@ class SpeechTrack:
         phonemes: Sequence[Phoneme] = (),
         tag: object = None,
         text: str = "",
+        at_sample: int | None = None,
     ) -> Utterance:
-        """Queue PCM (any rate, mono or stereo, int16 or float) as one utterance after those queued."""
+        """Queue PCM (any rate, mono or stereo, int16 or float) as one utterance after those queued.
+
+        ``at_sample`` places it on the program: it starts at that sample (a tick boundary) and not
+        before, the track staying silent until then; if it comes up late, its first samples are skipped
+        so the rest still plays in place (a live voice at a fixed delay).
+        """
+        if at_sample is not None and at_sample % self.samples_per_tick:
+            raise ValueError(f"at_sample {at_sample} is not on a tick boundary")
         data = resample(pcm, rate, self.sample_rate)
-        utterance = Utterance(next(self._ids), len(data), tuple(phonemes), tag, text)
+        utterance = Utterance(next(self._ids), len(data), tuple(phonemes), tag, text, at_sample=at_sample)
         if not len(data):
             utterance.ready.set()
             utterance.done.set()
@@ -189,13 +200,19 @@ class SpeechTrack:
         speaking: SpeechFrame | None = None
         with self._lock:
             if self._queue:
-                utterance, data = self._queue[0]
-                if self._offset == 0 and not self._may_start(utterance):
+                head: Utterance | None
+                head, data = self._queue[0]
+                if self._offset == 0 and head.at_sample is not None:
+                    head, data = self._place(head, data)
+                utterance = head
+                if utterance is None:
+                    pass  # silence until the placed utterance's sample comes up
+                elif self._offset == 0 and not self._may_start(utterance):
                     self.held_ticks += 1
                 else:
-                    if utterance.start_tick is None:
-                        utterance.start_tick = self._tick
-                        utterance.start_sample = self._tick * n
+                    if utterance.start_tick is None:  # a late placed one starts where it was placed
+                        utterance.start_tick = self._tick - self._offset // n
+                        utterance.start_sample = utterance.start_tick * n
                         utterance.started_at = time.monotonic()
                         if utterance.tag is not None and utterance.tag not in self._started_tags:
                             self._started_tags[utterance.tag] = None
@@ -212,6 +229,31 @@ class SpeechTrack:
                         utterance.done.set()
             self._tick += 1
         return out, speaking
+
+    def _place(self, utterance: Utterance, data: np.ndarray) -> tuple[Utterance | None, np.ndarray]:
+        """The head of the queue, if a placed one may start at this tick (skipping what is late)."""
+        while True:
+            assert utterance.at_sample is not None
+            early = utterance.at_sample - self._tick * self.samples_per_tick
+            if early > 0:
+                return None, data
+            if -early < len(data):
+                if early:
+                    utterance.late_samples = -early
+                    self.late_samples += -early
+                    self._offset = -early
+                return utterance, data
+            utterance.late_samples = len(data)  # wholly late: none of it plays
+            self.late_samples += len(data)
+            utterance.cut = True
+            utterance.ready.set()
+            utterance.done.set()
+            self._queue.popleft()
+            if not self._queue:
+                return None, data
+            utterance, data = self._queue[0]
+            if utterance.at_sample is None:
+                return utterance, data
 
     def _may_start(self, utterance: Utterance) -> bool:
         if utterance.ready.is_set():

@@ -1,0 +1,390 @@
+"""The listener: one console's microphone, in the mode the moderators chose, turned into the show.
+
+- **pass-through**: each stretch of the moderator's speech goes on air as the avatar's voice at a
+  fixed delay (``PassThrough``), holding the air as a moderator item (what was on air is cut; a script
+  resumes after ``show.resume_after_s``); what was said is recognised and logged.
+- **conversation**: each turn the person speaks is recognised (``voice_in.asr``); its final text is
+  logged in the chat log as the host's words and answered through the reply path (LLM, safety, TTS)
+  before anything queued. Speaking over the avatar stops it (barge-in), unless what the microphone
+  hears is the program's own sound coming back from the room (``EchoGuard``).
+- **off**: the microphone stays connected and nothing is done with it.
+
+Everything here runs on the event loop, per block of audio as it arrives; recognition runs in the
+engine's own worker. One microphone at a time: a second console is told the first one has it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from broadcaster.listen.asr import AsrEngine, AsrError, AsrStream, Transcript, create_asr
+from broadcaster.listen.echo import EchoGuard
+from broadcaster.listen.mic import ASR_RATE, MicStream
+from broadcaster.listen.passthrough import LiveVoice, PassThrough
+from broadcaster.listen.settings import MicMode, VoiceInConfig
+from broadcaster.listen.turns import SpeechEnded, SpeechStarted, TurnDetector
+from broadcaster.listen.vad import create_vad
+from broadcaster.stream.clock import ProgramClock
+from broadcaster.voice.speech_track import SpeechTrack
+from danmaku.events import HOST_PLATFORM, ChatEvent, User, now_ms
+from danmaku.triage.candidate import Candidate
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str, dict[str, Any]], None]  # an event to the console whose microphone it is
+ECHO_WINDOW_S = 0.5
+KEPT_TURNS = 200
+
+
+class Stage(Protocol):
+    """What the listener asks of the director."""
+
+    def speaking(self) -> bool:
+        """Whether the avatar is saying something."""
+        ...
+
+    def barge_in(self) -> bool:
+        """Stop the avatar (the person started speaking); True if something was cut."""
+        ...
+
+    def air_voice(self, voice: LiveVoice) -> None:
+        """Put the moderator's live voice on air now."""
+        ...
+
+    def voice_said(self, voice: LiveVoice, text: str) -> None:
+        """What the live voice said, once recognised."""
+        ...
+
+    def answer_host(self, candidate: Candidate) -> None:
+        """Answer what the host said, first."""
+        ...
+
+
+class HostLog(Protocol):
+    """Where the host's words are logged (the chat desk)."""
+
+    async def accept_host(self, event: ChatEvent, answer: bool, priority: int = 100) -> Candidate | None:
+        """Log the event; the candidate to answer when ``answer``."""
+        ...
+
+
+class MicBusy(Exception):
+    """Another console's microphone is live."""
+
+
+@dataclass
+class TurnTiming:
+    """One turn's moments (monotonic seconds): for the voice-turn benchmark and the status line."""
+
+    started: float  # the person began speaking (the first voiced sample's arrival)
+    detected: float  # the VAD confirmed it
+    ended: float | None = None  # the last voiced sample arrived
+    end_detected: float | None = None  # the VAD called the end of the turn
+    final: float | None = None  # the recogniser's final text
+    text: str = ""
+    barge_in: bool = False
+    echo: bool = False
+    candidate: Candidate | None = None
+
+
+@dataclass
+class ListenStats:
+    """Counters for the status line and /metrics."""
+
+    blocks: int = 0
+    seconds: float = 0.0
+    turns: int = 0
+    barge_ins: int = 0
+    echo_rejected: int = 0
+    asr_errors: int = 0
+    empty_turns: int = 0
+    voice_stretches: int = 0
+    bad_blocks: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """As a plain dict."""
+        return dict(self.__dict__)
+
+
+@dataclass(eq=False)
+class MicLink:
+    """A console's microphone while it is attached."""
+
+    rate: int
+    send: Send
+    stream: MicStream
+    detector: TurnDetector
+    passthrough: PassThrough
+    turn: TurnTiming | None = None
+    asr: AsrStream | None = None
+    voice: LiveVoice | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class Listener:
+    """Owns the mode, the recogniser and the one microphone attached."""
+
+    def __init__(
+        self,
+        cfg: VoiceInConfig,
+        clock: ProgramClock,
+        track: SpeechTrack,
+        stage: Stage,
+        host_log: HostLog,
+        echo: EchoGuard,
+        subtitle: Callable[[str], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.track = track
+        self.stage = stage
+        self.host_log = host_log
+        self.echo = echo
+        self.subtitle = subtitle if cfg.subtitles else None
+        self.mode: MicMode = cfg.mode
+        self.asr: AsrEngine | None = None
+        self.asr_error = ""
+        self.link: MicLink | None = None
+        self.stats = ListenStats()
+        self.turns: deque[TurnTiming] = deque(maxlen=KEPT_TURNS)
+        self.on_mode: Callable[[MicMode, bool], None] | None = None  # told mode and mic changes
+        self._ids = itertools.count(1)
+        self._opening: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the recogniser in the background (a model may take seconds to load)."""
+        self._opening = asyncio.create_task(self._open(), name="asr-open")
+
+    async def _open(self) -> None:
+        engine = create_asr(self.cfg.asr)
+        try:
+            await engine.open()
+        except AsrError as exc:
+            self.asr_error = str(exc)
+            log.error("voice in: speech recognition is unavailable: %s", exc)
+            await engine.close()
+            return
+        self.asr = engine
+        log.info("voice in: speech recognition ready (%s)", self.cfg.asr.engine)
+
+    async def close(self) -> None:
+        """Let the microphone go and close the recogniser."""
+        if self._opening is not None:
+            self._opening.cancel()
+            await asyncio.gather(self._opening, return_exceptions=True)
+        if self.link is not None:
+            await self.detach(self.link)
+        if self.asr is not None:
+            await self.asr.close()
+            self.asr = None
+
+    # -- the microphone ----------------------------------------------------------------------------
+
+    def attach(self, rate: int, send: Send) -> MicLink:
+        """A console's microphone at ``rate``; raises MicBusy while another one is live."""
+        if self.link is not None:
+            raise MicBusy("another console's microphone is live; it has to stop first")
+        delay_s = self.cfg.passthrough.delay_ms / 1000
+        stream = MicStream(rate, self.clock, delay_s)
+        detector = TurnDetector(self.cfg.turns, create_vad(self.cfg.vad))
+        self.link = MicLink(rate, send, stream, detector, PassThrough(self.track, stream))
+        log.info("voice in: a console's microphone is live (%d Hz, mode %s)", rate, self.mode)
+        self._changed()
+        return self.link
+
+    async def detach(self, link: MicLink) -> None:
+        """The console's microphone went away: what it was saying ends here."""
+        if self.link is not link:
+            return
+        self._end_turn(link, None)
+        self.link = None
+        for task in list(link.tasks):
+            task.cancel()
+        await asyncio.gather(*link.tasks, return_exceptions=True)
+        log.info("voice in: the microphone went away after %.0f s", link.stream.received / link.rate)
+        self._changed()
+
+    def set_mode(self, mode: MicMode) -> None:
+        """Switch mode live: a turn or a stretch in progress ends where it is."""
+        if mode == self.mode:
+            return
+        if self.link is not None:
+            self._end_turn(self.link, None)
+            self.link.detector.reset()
+        self.mode = mode
+        log.info("voice in: mode %s", mode)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.link is not None:
+            self.link.send("mic", self.public())
+        if self.on_mode is not None:
+            self.on_mode(self.mode, self.link is not None)
+
+    def public(self) -> dict[str, Any]:
+        """The microphone's state as consoles see it."""
+        return {
+            "state": "live" if self.link is not None else "off",
+            "mode": self.mode,
+            "mic": self.link is not None,
+            "delay_ms": self.cfg.passthrough.delay_ms,
+            "rate": self.link.rate if self.link is not None else None,
+            "asr": self.cfg.asr.engine if self.asr is not None else None,
+            "asr_error": self.asr_error or None,
+        }
+
+    def audio(self, link: MicLink, pcm: np.ndarray, wall: float | None = None) -> None:
+        """One block from the microphone (int16 mono at ``link.rate``), as it arrived."""
+        if link is not self.link:
+            return
+        self.stats.blocks += 1
+        self.stats.seconds += len(pcm) / link.rate
+        at16 = link.stream.push(pcm, time.monotonic() if wall is None else wall)
+        if self.mode == "off":
+            return
+        began = False
+        for event in link.detector.push(at16):
+            if isinstance(event, SpeechStarted):
+                self._begin_turn(link, event)
+                began = True  # the recogniser got this block with the pre-roll
+            elif isinstance(event, SpeechEnded):
+                self._end_turn(link, event)
+        if not began and link.asr is not None and len(at16):
+            link.asr.feed(at16)
+        link.passthrough.pump()
+
+    # -- turns -------------------------------------------------------------------------------------
+
+    def _program_rate(self, at16: int) -> int:
+        return at16 * self.clock.timing.sample_rate // ASR_RATE
+
+    def _wall_of(self, link: MicLink, at16: int) -> float:
+        """When mic sample ``at16`` (16 kHz) arrived, from the timeline (monotonic seconds)."""
+        stream = link.stream
+        arrived_program = stream.timeline.program_at(self._program_rate(at16)) - round(
+            stream.timeline.delay_s * stream.program_rate
+        )
+        return self.clock.wall_at(arrived_program)
+
+    def _is_echo(self, link: MicLink, event: SpeechStarted) -> bool:
+        if not (self.cfg.barge_in.echo_guard and self.stage.speaking()):
+            return False
+        window = link.detector.preroll(event.at)[-round(ECHO_WINDOW_S * ASR_RATE) :]
+        timeline = link.stream.timeline
+        end = timeline.program_at(self._program_rate(link.detector.position)) - round(
+            timeline.delay_s * link.stream.program_rate
+        )
+        return self.echo.is_echo(window, end)
+
+    def _begin_turn(self, link: MicLink, event: SpeechStarted) -> None:
+        self._end_turn(link, None)
+        turn = TurnTiming(self._wall_of(link, event.at), time.monotonic())
+        if self._is_echo(link, event):
+            turn.echo = True
+            self.stats.echo_rejected += 1
+            link.turn = turn  # followed to its end, and ignored
+            log.info("voice in: what the microphone hears is the program's own sound; not a turn")
+            return
+        self.stats.turns += 1
+        link.turn = turn
+        link.send("speech", {"speaking": True})
+        if self.mode == "passthrough":
+            preroll = self._program_rate(round(self.cfg.turns.preroll_ms * ASR_RATE / 1000))
+            voice = link.passthrough.begin(self._program_rate(event.at), preroll, f"voice-{next(self._ids)}")
+            link.voice = voice
+            self.stats.voice_stretches += 1
+            self.stage.air_voice(voice)
+        elif self.cfg.barge_in.enabled and self.stage.barge_in():
+            turn.barge_in = True
+            self.stats.barge_ins += 1
+            link.send("barge_in", {})
+        if self.asr is not None:
+            link.asr = self.asr.stream(lambda t: self._partial(link, t))
+            link.asr.feed(link.detector.preroll(event.at))
+        elif self.mode == "conversation":
+            link.send(
+                "error", {"code": "asr", "message": self.asr_error or "speech recognition is not ready"}
+            )
+
+    def _end_turn(self, link: MicLink, event: SpeechEnded | None) -> None:
+        """The turn ends (``event`` None: cut short by a mode change or the mic going away)."""
+        turn, link.turn = link.turn, None
+        if turn is None:
+            return
+        if event is not None:
+            turn.ended = self._wall_of(link, event.at)
+            turn.end_detected = time.monotonic()
+        if turn.echo:
+            return
+        link.send("speech", {"speaking": False})
+        voice, link.voice = link.voice, None
+        if voice is not None:
+            if event is not None:
+                link.passthrough.end(self._program_rate(event.at))
+            else:
+                link.passthrough.close()
+        stream, link.asr = link.asr, None
+        if stream is None:
+            return
+        self.turns.append(turn)
+        if event is None:
+            task = asyncio.create_task(stream.cancel(), name="asr-cancel")
+        else:
+            task = asyncio.create_task(self._recognised(link, stream, turn, voice), name="asr-final")
+        link.tasks.add(task)
+        task.add_done_callback(link.tasks.discard)
+
+    def _partial(self, link: MicLink, transcript: Transcript) -> None:
+        link.send("transcript", {"text": transcript.text, "final": False})
+        if self.subtitle is not None and transcript.text.strip():
+            self.subtitle(transcript.text)
+
+    async def _recognised(
+        self, link: MicLink, stream: AsrStream, turn: TurnTiming, voice: LiveVoice | None
+    ) -> None:
+        """The turn's final text: shown, logged as the host's words and (conversation) answered."""
+        try:
+            transcript = await stream.finish()
+        except AsrError as exc:
+            self.stats.asr_errors += 1
+            log.error("voice in: the turn was not recognised: %s", exc)
+            link.send("error", {"code": "asr", "message": str(exc)})
+            return
+        turn.final = time.monotonic()
+        text = transcript.text.strip()
+        turn.text = text
+        link.send("transcript", {"text": text, "final": True})
+        if not text:
+            self.stats.empty_turns += 1
+            return
+        if self.subtitle is not None:
+            self.subtitle(text)
+        if voice is not None:
+            self.stage.voice_said(voice, text)
+        answer = voice is None and self.mode == "conversation"
+        event = ChatEvent(
+            id=f"voice-{now_ms()}-{next(self._ids)}",
+            platform=HOST_PLATFORM,
+            kind="chat",
+            ts=now_ms(),
+            user=User("host", self.cfg.host_name, ("broadcaster",)),
+            text=text,
+            raw=orjson.dumps({"engine": transcript.engine, "mode": self.mode}).decode(),
+            feed="mic",
+        )
+        candidate = await self.host_log.accept_host(event, answer)
+        if candidate is not None:
+            turn.candidate = candidate
+            self.stage.answer_host(candidate)
