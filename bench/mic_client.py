@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,10 @@ class MicClient:
         self.events: list[tuple[float, str, dict[str, Any]]] = []  # (monotonic, event, data)
         self.changed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
+        self._live: asyncio.Task[None] | None = None
+        self._queue: list[tuple[np.ndarray, asyncio.Future[float]]] = []
+        # added to the live stream: (monotonic now, samples) -> int16 samples or None (a room's echo)
+        self.mixer: Callable[[float, int], np.ndarray | None] | None = None
 
     async def open(self) -> dict[str, Any]:
         """Connect, start the microphone; the ``mic`` event that says it is live."""
@@ -82,12 +87,51 @@ class MicClient:
             first_capture = min(first_capture, sent - end / self.rate)
         return first_capture
 
+    def start_live(self, block_ms: int = 20) -> None:
+        """Stream without a break, as a real microphone does: silence (plus ``mixer``) between ``play``s."""
+        self._live = asyncio.create_task(self._run_live(self.rate * block_ms // 1000))
+
+    async def play(self, pcm: np.ndarray) -> float:
+        """Queue ``pcm`` on the live stream; returns, once it started, when its first sample was captured."""
+        started: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._queue.append((np.asarray(pcm, np.int16), started))
+        return await started
+
+    async def _run_live(self, block: int) -> None:
+        assert self.ws is not None
+        start, sent = time.monotonic(), 0
+        current: np.ndarray | None = None
+        offset = 0
+        while True:
+            due = start + (sent + block) / self.rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            out = np.zeros(block, np.int16)
+            if current is None and self._queue:
+                current, started = self._queue.pop(0)
+                offset = 0
+                started.set_result(time.monotonic() - block / self.rate)
+            if current is not None:
+                take = current[offset : offset + block]
+                out[: len(take)] = take
+                offset += block
+                if offset >= len(current):
+                    current = None
+            if self.mixer is not None:
+                extra = self.mixer(time.monotonic(), block)
+                if extra is not None:
+                    out = np.clip(out.astype(np.int32) + extra, -32768, 32767).astype(np.int16)
+            await self.ws.send(out.astype("<i2").tobytes())
+            sent += block
+
     async def close(self) -> None:
         """Stop the microphone and close the connection."""
         if self.ws is not None:
             with contextlib.suppress(Exception):
                 await self.ws.send(orjson.dumps({"cmd": "mic.stop"}).decode())
             await self.ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+        for task in (self._reader, self._live):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)

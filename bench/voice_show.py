@@ -9,12 +9,16 @@ import contextlib
 import json
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from broadcaster.app import Broadcaster, RunOptions
 from broadcaster.config import load_config
+from broadcaster.stream.tick import Tick, TickSink
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,9 +39,16 @@ class RunningShow:
 
 @contextlib.asynccontextmanager
 async def running_show(
-    workdir: Path, overrides: list[str], seconds: float | None = None, outputs: list[str] | None = None
+    workdir: Path,
+    overrides: list[str],
+    seconds: float | None = None,
+    outputs: list[str] | None = None,
+    taps: list[TickSink] | None = None,
 ) -> AsyncIterator[RunningShow]:
-    """Start the show (no feeds, no fillers, no outputs but ``outputs``) and stop it on the way out."""
+    """Start the show (no feeds, no fillers, no outputs but ``outputs``) and stop it on the way out.
+
+    ``taps`` are more sinks for the program's ticks (a test's ear on what goes out).
+    """
     token = secrets.token_urlsafe(24)
     before = os.environ.get("BROADCASTER_TOKEN")
     os.environ["BROADCASTER_TOKEN"] = token
@@ -55,6 +66,7 @@ async def running_show(
         ],
     )
     app = Broadcaster(cfg, RunOptions(seconds=seconds, outputs=list(outputs or [])))
+    app.program.sinks.extend(taps or [])
     task = asyncio.create_task(app.run())
     try:
         while True:
@@ -75,3 +87,20 @@ async def running_show(
             os.environ.pop("BROADCASTER_TOKEN", None)
         else:
             os.environ["BROADCASTER_TOKEN"] = before
+
+
+class ProgramTap:
+    """A tick sink that keeps each tick's sound level and when it was handed over (a test's ear)."""
+
+    def __init__(self) -> None:
+        self.ticks: list[tuple[int, float, float]] = []  # (k, rms of its audio, monotonic when offered)
+        self.audio: list[np.ndarray] = []  # each tick's left channel, when ``keep_audio``
+        self.keep_audio = False
+
+    def offer(self, tick: Tick) -> bool:
+        """Note the tick (called on the render thread)."""
+        left = tick.audio[:, 0]
+        self.ticks.append((tick.k, float(np.sqrt(np.mean(left.astype(np.float64) ** 2))), time.monotonic()))
+        if self.keep_audio:
+            self.audio.append(left.copy())
+        return True

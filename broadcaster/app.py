@@ -240,7 +240,7 @@ class Broadcaster:
             echo = EchoGuard(cfg.voice_in.barge_in, self.timing.sample_rate)
             self.ear = ProgramEar(echo, self.timing.samples_per_tick)
             self.listener = Listener(
-                cfg.voice_in,
+                cfg.voice_in.resolved(cfg.resolve),
                 self.clock,
                 self.speech,
                 self.director,

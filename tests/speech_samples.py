@@ -6,6 +6,7 @@ Synthesised once per text and rate (a few tens of milliseconds each) and kept fo
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import wave
 from pathlib import Path
@@ -25,7 +26,8 @@ async def _speak(text: str, voice: str, rate_wpm: int) -> tuple[np.ndarray, int]
 @functools.cache
 def speech(text: str, rate: int = 16000, voice: str = "en-us", rate_wpm: int = 150) -> np.ndarray:
     """``text`` spoken, int16 mono at ``rate`` (read-only: copy before changing it)."""
-    pcm, native = asyncio.run(_speak(text, voice, rate_wpm))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # callable from inside an event loop too
+        pcm, native = pool.submit(asyncio.run, _speak(text, voice, rate_wpm)).result()
     resampler = StreamResampler(rate)
     stereo = np.concatenate([resampler.push(pcm, native), resampler.flush()])
     mono = stereo[:, 0].copy()

@@ -102,10 +102,16 @@ class MicSession:
                     self.authed = True
                     continue
                 try:
-                    return _MicStart.model_validate(request).rate
+                    rate = _MicStart.model_validate(request).rate
                 except ValidationError as exc:
                     detail = "; ".join(e["msg"] for e in exc.errors())
                     self.send("error", {"code": "bad_request", "message": f"mic.start: {detail}"})
+                    continue
+                highest = self.listener.cfg.max_rate
+                if rate <= highest:
+                    return rate
+                message = f"mic.start: rate {rate} is over voice_in.max_rate ({highest}); resample to it"
+                self.send("error", {"code": "bad_request", "message": message})
 
     def _json(self, message: str | bytes) -> dict[str, Any] | None:
         if isinstance(message, bytes):

@@ -291,6 +291,7 @@ class Listener:
     def _begin_turn(self, link: MicLink, event: SpeechStarted) -> None:
         self._end_turn(link, None)
         turn = TurnTiming(self._wall_of(link, event.at), time.monotonic())
+        self.turns.append(turn)
         if self._is_echo(link, event):
             turn.echo = True
             self.stats.echo_rejected += 1
@@ -338,7 +339,6 @@ class Listener:
         stream, link.asr = link.asr, None
         if stream is None:
             return
-        self.turns.append(turn)
         if event is None:
             task = asyncio.create_task(stream.cancel(), name="asr-cancel")
         else:

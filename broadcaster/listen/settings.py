@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -113,3 +114,14 @@ class VoiceInConfig(_Section):
     barge_in: BargeInConfig = BargeInConfig()
     passthrough: PassthroughConfig = PassthroughConfig()
     asr: AsrConfig = AsrConfig()
+
+    def resolved(self, resolve: Callable[[Path], Path]) -> VoiceInConfig:
+        """The config with its model directories made absolute (relative to the config file)."""
+        asr = self.asr
+        sphinx = asr.pocketsphinx
+        if sphinx.model_dir is not None:
+            sphinx = sphinx.model_copy(update={"model_dir": resolve(sphinx.model_dir)})
+        funasr = asr.funasr.model_copy(update={"model_dir": resolve(asr.funasr.model_dir)})
+        return self.model_copy(
+            update={"asr": asr.model_copy(update={"pocketsphinx": sphinx, "funasr": funasr})}
+        )

@@ -9,7 +9,7 @@ const TOPICS = ["on_air", "queue", "triage", "review", "state", "metrics"];
 const LIVE_CONNECT_MS = 10000;
 const LIVE_RETRY_MS = 60000;
 
-const view = { frames: 0, queue: [], reviews: new Map(), scripts: [], switches: {}, liveMode: "" };
+const view = { frames: 0, queue: [], reviews: new Map(), scripts: [], switches: {}, liveMode: "", voice: null };
 let ws = null;
 let nextId = 1;
 let retry = 0;
@@ -130,7 +130,7 @@ function onEvent(topic, data) {
     case "queue": view.queue = data.items || []; renderQueue(); break;
     case "triage": addChat(data); break;
     case "review": onReview(data); break;
-    case "state": Object.assign(view.switches, data); renderSwitches(); break;
+    case "state": Object.assign(view.switches, data); renderSwitches(); announceVoice(data.voice); break;
     case "metrics": renderMetrics(data); break;
     case "dropped": notice(`${data.count} event(s) skipped (slow connection); refreshing`); refresh(); break;
   }
@@ -157,6 +157,14 @@ function applyState(state) {
   const { on_air, queue, review, reviews, scripts, avatars, personas, chat, ...switches } = state;
   Object.assign(view.switches, switches.switches || switches);
   renderSwitches();
+  announceVoice(state.voice);
+}
+
+// the show's voice-in switches, for the microphone panel (mic.js)
+function announceVoice(voice) {
+  if (!voice || typeof voice !== "object") return;
+  view.voice = voice;
+  window.dispatchEvent(new CustomEvent("console:voice", { detail: voice }));
 }
 
 function fillList(id, names) {

@@ -1,0 +1,133 @@
+"""The ``pocketsphinx`` engine: offline English with the model the pocketsphinx wheel ships.
+
+Small and CPU-only, it needs nothing downloaded, so it is the fallback that always works. Its accuracy
+is modest (short, clear English sentences); ``[voice_in.asr.pocketsphinx] model_dir`` points it at
+another acoustic model, dictionary and language model.
+
+The decoder is loaded once, in ``open``, on the engine's worker thread and only used there: turns run
+one at a time, and a second turn started while one is open waits for it (its audio is queued) rather
+than loading a second decoder. Partials come from ``hyp()`` at most every 100 ms of audio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from broadcaster.listen.asr.base import (
+    AsrError,
+    PartialCallback,
+    ThreadedEngine,
+    ThreadedStream,
+    Worker,
+)
+
+if TYPE_CHECKING:
+    from broadcaster.listen.asr.base import AsrEngine
+    from broadcaster.listen.settings import AsrConfig, PocketsphinxConfig
+
+
+class PocketsphinxAsr(ThreadedEngine):
+    """CMU PocketSphinx, streaming: one decoder, reused turn after turn."""
+
+    name = "pocketsphinx"
+
+    def __init__(self, cfg: PocketsphinxConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self._decoder: Any = None
+
+    def model_files(self) -> dict[str, Path]:
+        """The acoustic model directory, language model and dictionary this engine loads."""
+        root = self.cfg.model_dir
+        if root is None:
+            try:
+                import pocketsphinx  # noqa: PLC0415
+            except ImportError as exc:
+                raise AsrError("pocketsphinx is not installed: pip install pocketsphinx") from exc
+            root = Path(pocketsphinx.get_model_path("en-us"))
+        return {"hmm": root / self.cfg.hmm, "lm": root / self.cfg.lm, "dict": root / self.cfg.dictionary}
+
+    async def open(self) -> None:
+        """Check the model files and load the decoder (about half a second, off the event loop)."""
+        if self._decoder is not None:
+            return
+        files = self.model_files()
+        missing = [f"{key} {path}" for key, path in files.items() if not path.exists()]
+        if missing:
+            raise AsrError(
+                "pocketsphinx: model files not found: "
+                + ", ".join(missing)
+                + " (check voice_in.asr.pocketsphinx.model_dir, hmm, lm and dictionary)"
+            )
+        self._decoder = await self._load(lambda: _decoder(files))
+
+    def stream(self, on_partial: PartialCallback | None = None) -> PocketsphinxStream:
+        """A turn on the shared decoder (waits for the turn before it, if one is still open)."""
+        if self._decoder is None:
+            raise AsrError("pocketsphinx: the engine is not open")
+        return self._track(PocketsphinxStream(self._decoder, self._worker(), on_partial, self._untrack))
+
+    def _release(self) -> None:
+        self._decoder = None
+
+
+def _decoder(files: dict[str, Path]) -> Any:
+    try:
+        from pocketsphinx import Decoder  # noqa: PLC0415
+    except ImportError as exc:
+        raise AsrError("pocketsphinx is not installed: pip install pocketsphinx") from exc
+    try:
+        return Decoder(
+            hmm=str(files["hmm"]),
+            lm=str(files["lm"]),
+            dict=str(files["dict"]),
+            samprate=16000,
+            loglevel="ERROR",
+        )
+    except (RuntimeError, ValueError) as exc:
+        raise AsrError(f"pocketsphinx: cannot load the model in {files['hmm'].parent}: {exc}") from exc
+
+
+class PocketsphinxStream(ThreadedStream):
+    """One utterance on the decoder: ``start_utt``, ``process_raw`` per batch of audio, ``end_utt``."""
+
+    def __init__(
+        self,
+        decoder: Any,
+        worker: Worker,
+        on_partial: PartialCallback | None,
+        on_done: Callable[[ThreadedStream], None],
+    ) -> None:
+        self._decoder = decoder
+        self._in_utterance = False
+        super().__init__(PocketsphinxAsr.name, worker, on_partial, on_done)
+
+    def _begin(self) -> None:
+        self._decoder.start_utt()
+        self._in_utterance = True
+
+    def _process(self, pcm: np.ndarray) -> None:
+        self._decoder.process_raw(pcm.tobytes(), False, False)
+
+    def _hypothesis(self) -> str:
+        hyp = self._decoder.hyp()
+        return str(hyp.hypstr) if hyp is not None else ""
+
+    def _end(self) -> str:
+        self._in_utterance = False
+        self._decoder.end_utt()
+        return self._hypothesis()
+
+    def _abort(self) -> None:
+        if self._in_utterance:
+            self._in_utterance = False
+            self._decoder.end_utt()
+
+
+def create(cfg: AsrConfig) -> AsrEngine:
+    """The engine configured from ``voice_in.asr.pocketsphinx``."""
+    return PocketsphinxAsr(cfg.pocketsphinx)
