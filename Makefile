@@ -40,6 +40,7 @@ $(BIN)/python: pyproject.toml | system-run
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev,wav2lip,piper]'
 	$(BIN)/pip install --quiet --no-deps mediapipe==0.10.21
+	$(BIN)/pip install --quiet --no-deps silero-vad==6.2.3
 	@touch $@
 
 $(SAMPLE): $(BIN)/python broadcaster/face/builder.py broadcaster/face/avatar.py

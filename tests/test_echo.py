@@ -113,9 +113,9 @@ def at_onset(program: Program, heard: np.ndarray) -> tuple[bool, int]:
     for i in range(0, len(heard), 320):
         for event in detector.push(heard[i : i + 320]):
             if isinstance(event, SpeechStarted):
-                end = event.detected_at
+                end = detector.position
                 guard = program.until(P0 + 3 * end + AHEAD)
-                return guard.is_echo(heard[end - WINDOW : end], P0 + 3 * end), end
+                return guard.is_echo(detector.recent(WINDOW), P0 + 3 * end), event.detected_at
     raise AssertionError("no speech heard")
 
 

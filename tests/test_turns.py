@@ -86,9 +86,9 @@ def test_one_sentence_is_one_turn(engine: str) -> None:
     print(f"end error {np.round(ends)} ms")
     assert all(abs(x) <= 60 for x in onsets)
     assert all(x <= CFG.min_speech_ms + 64 for x in latencies)
-    # silero's recurrent state trails the end of speech by two to four frames
-    late = 180 if engine == "silero" else 130
-    assert all(-100 <= x <= late for x in ends)
+    # silero's recurrent state trails the end of speech by two to four frames, webrtc has its hang-over,
+    # and both may hear a final consonant's release that is under -40 dBFS
+    assert all(-100 <= x <= 200 for x in ends)
 
 
 def test_a_fricative_onset_is_heard_late_by_silero(engine: str) -> None:
@@ -182,7 +182,7 @@ def test_speaking_and_position_follow_the_stream(engine: str) -> None:
     assert detector.position == len(pcm)
 
 
-def test_preroll_gives_the_asr_the_start_of_speech(engine: str) -> None:
+def test_preroll_gives_the_asr_the_start_of_speech_and_recent_the_last_audio(engine: str) -> None:
     pcm, onset, _ = in_silence(VOICED[4], 2.0)
     detector = TurnDetector(CFG, create_vad(engine))  # type: ignore[arg-type]
     for i in range(0, len(pcm), 320):
@@ -201,6 +201,8 @@ def test_preroll_gives_the_asr_the_start_of_speech(engine: str) -> None:
     assert 1.5 * RATE <= len(late) <= 3 * RATE
     assert np.array_equal(late, pcm[len(pcm) - len(late) :])
     assert len(detector.preroll(detector.position + CFG.preroll_ms * RATE // 1000)) == 0
+    assert np.array_equal(detector.recent(8000), pcm[-8000:])
+    assert np.array_equal(detector.recent(10 * RATE), late)
 
 
 def test_reset_starts_a_new_stream(engine: str) -> None:

@@ -36,6 +36,8 @@ BAND_EDGES_HZ = (100, 300, 600, 1000, 1500, 2200, 3200, 4500, 6000, 7600)  # und
 RANGE_DB = 30.0  # at most this much of each band's range below its peak is compared
 NOISE_PERCENTILE = 20  # the mic's floor in a band: this percentile of its 10 ms levels in the window
 EXCESS_DB = 6.0  # mic this much louder than the program's echo predicts: someone else is talking
+GAIN_PERCENTILE = 25  # the echo path gain: this low percentile of mic minus program where the program sounds
+RING_MS = 300  # program before the window that may still ring in the room
 RELEASE_DB = 1.5  # per 10 ms: how fast a room's echo is allowed to die away (a 400 ms reverberation)
 DOUBLE_TALK = 0.15  # that true of this share of what the mic hears: not (only) echo
 AUDIBLE_DB = -45.0  # program RMS at or above this (dBFS, 10 ms) is audible
@@ -91,7 +93,7 @@ class EchoGuard:
 
     def __init__(self, cfg: BargeInConfig, rate: int = 48000) -> None:
         if rate % (1000 // BIN_MS) or rate < 2 * BAND_EDGES_HZ[-1]:
-            raise ValueError(f"the program rate must be a multiple of 100 Hz above 16 kHz, got {rate}")
+            raise ValueError(f"the program rate must be a multiple of 100 Hz, 15.2 kHz or more; got {rate}")
         self.cfg = cfg
         self.rate = rate
         self._program_bands = _Bands(rate)
@@ -204,7 +206,12 @@ class EchoGuard:
         best = int(np.argmax(scores))
         if scores[best] <= 0.0:
             return EchoMatch(0.0, 0, 1.0)
-        return EchoMatch(float(scores[best]), best * BIN_MS, _excess(heard, played[best], span, hiss))
+        # the program at that delay with up to RING_MS before the window: a room still rings with it
+        first = self._max_lag - best
+        lead = min(first, RING_MS // BIN_MS)
+        program = _db(bands[first - lead : first + count]).T
+        program = np.maximum(program, program[:, lead:].max(axis=1, keepdims=True) - span)
+        return EchoMatch(float(scores[best]), best * BIN_MS, _excess(heard, program, lead, span, hiss))
 
     def is_echo(self, mic: np.ndarray, end: int) -> bool:
         """Whether ``mic`` (the last few hundred ms, 16 kHz) is the program's own audio heard back.
@@ -217,20 +224,28 @@ class EchoGuard:
         return found.correlation >= self.cfg.echo_correlation and found.excess <= DOUBLE_TALK
 
 
-def _excess(heard: np.ndarray, played: np.ndarray, span: np.ndarray, hiss: np.ndarray) -> float:
+def _excess(heard: np.ndarray, program: np.ndarray, lead: int, span: np.ndarray, hiss: np.ndarray) -> float:
     """The share of the mic's sounding cells louder than the program's echo could make them.
 
-    The echo path's gain in each band is a low quantile of mic minus program where the program sounds
-    (low, because another voice only ever adds energy); the echo the mic would hear is the program plus
-    that gain, over the mic's own noise. Cells more than ``EXCESS_DB`` above it are someone else.
+    ``program``: band levels at the matched delay, ``lead`` bins of them before the mic's window. The
+    echo path's gain in each band is a low quantile of mic minus program where the program sounds (low,
+    because another voice only ever adds energy); the echo the mic would hear is the program plus that
+    gain, ringing on in the room after it drops, over the mic's own noise. Cells more than ``EXCESS_DB``
+    above that are someone else.
     """
+    played = program[:, lead:]
     sounding = played > played.max(axis=1, keepdims=True) - span + 3.0
     sounding[sounding.sum(axis=1) < 3] = True
-    gain = np.nanpercentile(np.where(sounding, heard - played, np.nan), 25, axis=1, keepdims=True)
-    held = played.copy()
-    for k in range(1, held.shape[1]):  # the room keeps ringing after the program drops
-        np.maximum(held[:, k], held[:, k - 1] - RELEASE_DB, out=held[:, k])
-    expected = 10.0 * np.log10(10.0 ** ((held + gain) / 10.0) + 10.0 ** (hiss / 10.0))
+    path = np.where(sounding, heard - played, np.nan)
+    gain = np.nanpercentile(path, GAIN_PERCENTILE, axis=1, keepdims=True)
+    # the mic's timing is known to a few ms (capture, network, the timeline's estimate): a cell may hear
+    # the program of the bin before or after the one matched
+    ringing = program.copy()
+    np.maximum(ringing[:, 1:], program[:, :-1], out=ringing[:, 1:])
+    np.maximum(ringing[:, :-1], program[:, 1:], out=ringing[:, :-1])
+    for k in range(1, ringing.shape[1]):
+        np.maximum(ringing[:, k], ringing[:, k - 1] - RELEASE_DB, out=ringing[:, k])
+    expected = 10.0 * np.log10(10.0 ** ((ringing[:, lead:] + gain) / 10.0) + 10.0 ** (hiss / 10.0))
     heard_cells = heard > hiss + 3.0
     louder = (heard - expected > EXCESS_DB) & heard_cells
     return float(louder.sum() / max(1, int(heard_cells.sum())))

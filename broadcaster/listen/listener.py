@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 
 from broadcaster.listen.asr import AsrEngine, AsrError, AsrStream, Transcript, create_asr
-from broadcaster.listen.echo import EchoGuard
+from broadcaster.listen.echo import DOUBLE_TALK, EchoGuard
 from broadcaster.listen.mic import ASR_RATE, MicStream
 from broadcaster.listen.passthrough import LiveVoice, PassThrough
 from broadcaster.listen.settings import MicMode, VoiceInConfig
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 Send = Callable[[str, dict[str, Any]], None]  # an event to the console whose microphone it is
 ECHO_WINDOW_S = 0.5
+ONSET_CORRELATION = 0.85  # at a turn's start, a contour this close to the program's is its echo
 KEPT_TURNS = 200
 
 
@@ -93,6 +94,7 @@ class TurnTiming:
     final: float | None = None  # the recogniser's final text
     text: str = ""
     barge_in: bool = False
+    cut_tick: int | None = None  # the first tick the barge-in silenced
     echo: bool = False
     candidate: Candidate | None = None
 
@@ -278,42 +280,66 @@ class Listener:
         )
         return self.clock.wall_at(arrived_program)
 
-    def _is_echo(self, link: MicLink, event: SpeechStarted) -> bool:
+    def _is_echo(self, link: MicLink) -> bool:
+        """Whether the last half second the microphone heard (a turn's start) is the program's sound.
+
+        The double-talk test (``excess``) misreads an echo's first syllable (the window is mostly what
+        came before it), so a contour that follows the program closely (``ONSET_CORRELATION``) is
+        echo whatever the excess; a person talking over the program breaks the contour, and is heard.
+        """
         if not (self.cfg.barge_in.echo_guard and self.stage.speaking()):
             return False
-        window = link.detector.preroll(event.at)[-round(ECHO_WINDOW_S * ASR_RATE) :]
+        window = link.detector.recent(round(ECHO_WINDOW_S * ASR_RATE))
         timeline = link.stream.timeline
         end = timeline.program_at(self._program_rate(link.detector.position)) - round(
             timeline.delay_s * link.stream.program_rate
         )
-        return self.echo.is_echo(window, end)
+        found = self.echo.match(window, end)
+        close = found.correlation >= ONSET_CORRELATION
+        echo = found.correlation >= self.cfg.barge_in.echo_correlation and (
+            found.excess <= DOUBLE_TALK or close
+        )
+        log.debug(
+            "voice in: echo check: correlation %.2f at %d ms, excess %.2f: %s",
+            found.correlation,
+            found.delay_ms,
+            found.excess,
+            "echo" if echo else "not echo",
+        )
+        return echo
 
     def _begin_turn(self, link: MicLink, event: SpeechStarted) -> None:
         self._end_turn(link, None)
         turn = TurnTiming(self._wall_of(link, event.at), time.monotonic())
-        self.turns.append(turn)
-        if self._is_echo(link, event):
+        if self._is_echo(link):
             turn.echo = True
             self.stats.echo_rejected += 1
+            self.turns.append(turn)
             link.turn = turn  # followed to its end, and ignored
             log.info("voice in: what the microphone hears is the program's own sound; not a turn")
             return
+        self._open_turn(link, event.at, turn)
+
+    def _open_turn(self, link: MicLink, at: int, turn: TurnTiming) -> None:
+        """A turn the person speaks, from mic sample ``at`` (16 kHz)."""
+        self.turns.append(turn)
         self.stats.turns += 1
         link.turn = turn
         link.send("speech", {"speaking": True})
         if self.mode == "passthrough":
             preroll = self._program_rate(round(self.cfg.turns.preroll_ms * ASR_RATE / 1000))
-            voice = link.passthrough.begin(self._program_rate(event.at), preroll, f"voice-{next(self._ids)}")
+            voice = link.passthrough.begin(self._program_rate(at), preroll, f"voice-{next(self._ids)}")
             link.voice = voice
             self.stats.voice_stretches += 1
             self.stage.air_voice(voice)
         elif self.cfg.barge_in.enabled and self.stage.barge_in():
             turn.barge_in = True
+            turn.cut_tick = self.track.next_tick
             self.stats.barge_ins += 1
             link.send("barge_in", {})
         if self.asr is not None:
             link.asr = self.asr.stream(lambda t: self._partial(link, t))
-            link.asr.feed(link.detector.preroll(event.at))
+            link.asr.feed(link.detector.preroll(at))
         elif self.mode == "conversation":
             link.send(
                 "error", {"code": "asr", "message": self.asr_error or "speech recognition is not ready"}

@@ -1,10 +1,17 @@
 """Turns: where the person at the microphone starts speaking and where they have finished.
 
-The detector frames the 16 kHz stream for its VAD and turns frame probabilities into two events. Speech
-has started once voiced frames add up to ``min_speech_ms`` (a cough or a click is shorter), reported at
-the first voiced frame so the ASR hears the whole first word; the turn is over after ``end_of_turn_ms``
-of silence, or at ``max_turn_s`` when a mic is stuck open. Onset is what barge-in waits on, so it is
-confirmed on the frame that completes ``min_speech_ms``, never later.
+The detector frames the 16 kHz stream for its VAD and turns frame probabilities into two events.
+
+Speech has started once voiced frames add up to ``min_speech_ms`` (a cough or a click is shorter),
+reported at the first voiced frame so the ASR hears the whole first word. Onset is what barge-in waits
+on, so it is confirmed on the frame that completes ``min_speech_ms``, never later. With hysteresis, a
+frame at ``threshold - 0.15`` or more counts as voiced once a run has begun, and a run needs one frame
+at ``threshold`` to be speech; a run may have up to 100 ms of unvoiced frames in it (the closure of a
+stop consonant) before it is dropped.
+
+The turn is over after ``end_of_turn_ms`` of silence, or once it has been speaking for ``max_turn_s``
+(a stuck-open mic); after that cut, a new turn waits for ``min_speech_ms`` of quiet first, so a stuck
+mic gives one long turn, not one every ``max_turn_s``.
 
 Positions are samples of this stream since it began (or since ``reset``), so the events do not depend on
 how the audio was chunked.
@@ -47,7 +54,7 @@ class SpeechEnded:
 TurnEvent = SpeechStarted | SpeechEnded
 
 
-def rms_db(sum_squares: float, count: int) -> float:
+def _rms_db(sum_squares: float, count: int) -> float:
     """RMS level in dBFS of ``count`` int16 samples whose squares sum to ``sum_squares`` (-120 floor)."""
     if count <= 0:
         return -120.0
@@ -73,7 +80,7 @@ class TurnDetector:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the stream: a new one begins at position 0."""
+        """Forget the stream: a new one begins at position 0 (a turn under way ends without an event)."""
         self.vad.reset()
         self._position = 0
         self._pending = np.zeros(0, np.int16)
@@ -118,7 +125,14 @@ class TurnDetector:
 
     def preroll(self, at: int) -> np.ndarray:
         """The audio from ``preroll_ms`` before ``at`` (or the oldest kept) up to now, for the ASR."""
-        first = max(at - self._preroll, self._position - self._ring_filled, 0)
+        return self._since(at - self._preroll)
+
+    def recent(self, samples: int) -> np.ndarray:
+        """The last ``samples`` pushed (fewer if the ring holds fewer): what the echo guard judges."""
+        return self._since(self._position - samples)
+
+    def _since(self, first: int) -> np.ndarray:
+        first = max(first, self._position - self._ring_filled, 0)
         length = max(0, self._position - first)
         size = len(self._ring)
         start = first % size
@@ -167,7 +181,7 @@ class TurnDetector:
         self._speaking = True
         self._turn_start = at
         self._last_voiced_end = end
-        return SpeechStarted(at, end, rms_db(self._run_squares, self._run_voiced * self._frame))
+        return SpeechStarted(at, end, _rms_db(self._run_squares, self._run_voiced * self._frame))
 
     def _in_turn(self, probability: float, end: int) -> SpeechEnded | None:
         if probability >= self._stay:

@@ -468,6 +468,8 @@ class Director:
         if not self.speaking():
             return False
         self.barge_ins += 1
+        on_air = ", ".join(a.lane for a in self.stack) or "the speech still playing"
+        log.info("director: the host spoke over the avatar; cutting %s", on_air)
         return self.cut("interrupt")
 
     def air_voice(self, voice: LiveVoice) -> None:

@@ -188,6 +188,11 @@ class SpeechTrack:
             return total
 
     @property
+    def next_tick(self) -> int:
+        """The tick the next ``pull`` is for (what is queued now can play from there on)."""
+        return self._tick
+
+    @property
     def pending_samples(self) -> int:
         """Samples queued and not yet pulled."""
         with self._lock:

@@ -4,7 +4,8 @@ Small and CPU-only, it needs nothing downloaded, so it is the fallback that alwa
 is modest (short, clear English sentences); ``[voice_in.asr.pocketsphinx] model_dir`` points it at
 another acoustic model, dictionary and language model.
 
-The decoder is loaded once, in ``open``, on the engine's worker thread and only used there: turns run
+The decoder runs in a child process (``sphinx_process``: it holds the GIL while it decodes), loaded
+once, in ``open``, and driven from the engine's worker thread only: turns run
 one at a time, and a second turn started while one is open waits for it (its audio is queued) rather
 than loading a second decoder. Partials come from ``hyp()`` at most every 100 ms of audio.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from broadcaster.listen.asr.base import (
     ThreadedStream,
     Worker,
 )
+from broadcaster.listen.asr.sphinx_process import DecoderProcess
 
 if TYPE_CHECKING:
     from broadcaster.listen.asr.base import AsrEngine
@@ -38,7 +40,7 @@ class PocketsphinxAsr(ThreadedEngine):
     def __init__(self, cfg: PocketsphinxConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self._decoder: Any = None
+        self._decoder: DecoderProcess | None = None
 
     def model_files(self) -> dict[str, Path]:
         """The acoustic model directory, language model and dictionary this engine loads."""
@@ -72,23 +74,19 @@ class PocketsphinxAsr(ThreadedEngine):
         return self._track(PocketsphinxStream(self._decoder, self._worker(), on_partial, self._untrack))
 
     def _release(self) -> None:
+        if self._decoder is not None:
+            self._decoder.close()
         self._decoder = None
 
 
-def _decoder(files: dict[str, Path]) -> Any:
+def _decoder(files: dict[str, Path]) -> DecoderProcess:
     try:
-        from pocketsphinx import Decoder  # noqa: PLC0415
+        import pocketsphinx  # noqa: F401, PLC0415
     except ImportError as exc:
         raise AsrError("pocketsphinx is not installed: pip install pocketsphinx") from exc
     try:
-        return Decoder(
-            hmm=str(files["hmm"]),
-            lm=str(files["lm"]),
-            dict=str(files["dict"]),
-            samprate=16000,
-            loglevel="ERROR",
-        )
-    except (RuntimeError, ValueError) as exc:
+        return DecoderProcess(files)
+    except AsrError as exc:
         raise AsrError(f"pocketsphinx: cannot load the model in {files['hmm'].parent}: {exc}") from exc
 
 
@@ -97,7 +95,7 @@ class PocketsphinxStream(ThreadedStream):
 
     def __init__(
         self,
-        decoder: Any,
+        decoder: DecoderProcess,
         worker: Worker,
         on_partial: PartialCallback | None,
         on_done: Callable[[ThreadedStream], None],
@@ -111,16 +109,14 @@ class PocketsphinxStream(ThreadedStream):
         self._in_utterance = True
 
     def _process(self, pcm: np.ndarray) -> None:
-        self._decoder.process_raw(pcm.tobytes(), False, False)
+        self._decoder.process_raw(pcm.tobytes())
 
     def _hypothesis(self) -> str:
-        hyp = self._decoder.hyp()
-        return str(hyp.hypstr) if hyp is not None else ""
+        return self._decoder.hypothesis()
 
     def _end(self) -> str:
         self._in_utterance = False
-        self._decoder.end_utt()
-        return self._hypothesis()
+        return self._decoder.end_utt()
 
     def _abort(self) -> None:
         if self._in_utterance:
