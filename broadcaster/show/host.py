@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from broadcaster.voice.splitter import SentenceSplitter, split_text
 
 log = logging.getLogger(__name__)
 
+RECENT_REPLIES = 64
 Source = Literal["script", "moderator", "viewer"]
 Checked = Literal["llm", "script", "moderator", "viewer"]
 
@@ -39,6 +41,7 @@ class Reply:
     tag: str
     started_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
+    first_sentence_at: float | None = None  # the first sentence was written and passed the filter
     speech: Speech | None = None
     blocked: list[str] = field(default_factory=list)
     error: str = ""
@@ -78,6 +81,7 @@ class Host:
         self.persona = persona
         self.llm = llm
         self.stats = HostStats()
+        self.recent: deque[Reply] = deque(maxlen=RECENT_REPLIES)  # their timings, for benchmarks
         self._current: asyncio.Future[Speech] | None = None
 
     def _splitter(self) -> SentenceSplitter:
@@ -89,6 +93,7 @@ class Host:
         ``gate``: awaited between sentences (see ``Speaker.speak``).
         """
         reply = Reply(question, self.speaker.new_tag("reply"))
+        self.recent.append(reply)
         name, messages = self._conversation(question)
         try:
             async with contextlib.aclosing(self._reply_sentences(messages, reply)) as sentences:
@@ -125,6 +130,8 @@ class Host:
                 for sentence in splitter.feed(token):
                     allowed = self._allowed(sentence, "llm", reply)
                     if allowed:
+                        if reply.first_sentence_at is None:
+                            reply.first_sentence_at = time.monotonic()
                         budget -= len(allowed)
                         yield allowed
                     if budget <= 0:
