@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import statistics
@@ -69,10 +70,8 @@ async def one_turn(show: RunningShow, mic: MicClient, question: str) -> dict[str
     await until(lambda: len(listener.turns) > turns_before and listener.turns[-1].final is not None, 30)
     turn = listener.turns[-1]
     if turn.text:  # logged in the chat log, then handed to the director
-        try:
+        with contextlib.suppress(TimeoutError):
             await until(lambda: turn.candidate is not None, 5)
-        except TimeoutError:
-            pass
     if turn.candidate is None:  # nothing recognised, or not logged
         print(f"  {question!r}: not answered (heard {turn.text!r})", file=sys.stderr)
         return None
