@@ -228,12 +228,20 @@ async def passthrough_and_measure(
     found_file = recording if recording.exists() else sorted(workdir.glob("passthrough*.mp4"))[0]  # noqa: ASYNC240
     recorded = program_audio(found_file)
     found = locate(recorded, speech, expected)
+    # where each stretch's voice first sounds on air, against where it should: a stretch whose start
+    # was lost (its first word cut off) shows here, where the alignment above cannot see it
+    reference = np.abs(speech.astype(np.float64))
+    first = int(np.flatnonzero(reference > 0.05 * reference.max())[0])
+    aired = np.abs(recorded[found : found + len(speech)])
+    heard = np.flatnonzero(aired > 0.05 * aired.max()) if len(aired) else aired
+    start_lost_ms = (int(heard[0]) - first) * 1000 / RATE if len(heard) else float("inf")
     m = measure(found_file)
     offset_ms, correlation = correlate(m)
     voice_in = summary.get("voice_in", {})
     return {
         "delay_ms": round(delay_s * 1000),
         "delay_error_ms": round((found - expected) * 1000 / RATE, 1),
+        "start_lost_ms": round(start_lost_ms, 1),
         "offset_ms": round(offset_ms, 1),
         "correlation": round(correlation, 3),
         "stretches": voice_in.get("voice_stretches", 0) if isinstance(voice_in, dict) else 0,

@@ -30,6 +30,7 @@ from broadcaster.face.lipsync import create_lipsync
 from broadcaster.listen.ear import ProgramEar
 from broadcaster.listen.echo import EchoGuard
 from broadcaster.listen.listener import Listener
+from broadcaster.listen.vad import VadError, create_vad
 from broadcaster.show.agenda import Agenda
 from broadcaster.show.console import Console, Switchboard
 from broadcaster.show.director import Director
@@ -237,6 +238,10 @@ class Broadcaster:
         self.listener: Listener | None = None
         self.ear: ProgramEar | None = None
         if cfg.voice_in.enabled and cfg.control.enabled:  # the microphone comes in through the console
+            try:
+                create_vad(cfg.voice_in.vad)  # checked now, not when a console first speaks
+            except VadError as exc:
+                raise ConfigError(f"voice_in.vad = {cfg.voice_in.vad!r}: {exc}") from exc
             echo = EchoGuard(cfg.voice_in.barge_in, self.timing.sample_rate)
             self.ear = ProgramEar(echo, self.timing.samples_per_tick)
             self.listener = Listener(

@@ -180,6 +180,8 @@ class ChatDesk:
         failures = self.log_failures
         self._buffer.append(_Batch(seq, [event], [verdict], [], []))
         self._buffered += 1
+        while self._committed < seq and self.log_failures == failures and self._writing is not None:
+            await self.settle()  # a flood's writes may be in flight before ours
         await self.settle()
         if self.log_failures > failures or self._committed < seq:
             log.error("chat: the host's words could not be logged, so they are not answered: %r", event.text)

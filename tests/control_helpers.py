@@ -110,6 +110,9 @@ class RecordingShow:
     async def review_reject(self, item_id: int) -> dict[str, Any]:
         return await self._record("review_reject", item_id)
 
+    async def voice_mode(self, mode: str) -> dict[str, Any]:
+        return await self._record("voice_mode", mode)
+
     def state(self) -> dict[str, Any]:
         self.calls.append(("state", ()))
         return {

@@ -127,6 +127,7 @@ COMMAND_CALLS: list[tuple[dict[str, Any], tuple[str, tuple[Any, ...]]]] = [
     ({"cmd": "review.approve", "item": 5, "text": "edited"}, ("review_approve", (5, "edited"))),
     ({"cmd": "review.reject", "item": 6}, ("review_reject", (6,))),
     ({"cmd": "state"}, ("state", ())),
+    ({"cmd": "voice.mode", "mode": "passthrough"}, ("voice_mode", ("passthrough",))),
 ]
 
 

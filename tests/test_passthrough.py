@@ -140,3 +140,29 @@ def test_the_ring_keeps_the_last_seconds_by_absolute_sample() -> None:
     assert ring.start == 520 and ring.end == 1000
     assert (ring.read(600, 700) == data[600:700]).all()
     assert (ring.read(500, 530)[:20] == 0).all() and (ring.read(500, 530)[20:] == data[520:530]).all()
+
+
+def test_blocks_lost_on_the_way_move_the_voice_on_instead_of_skipping_the_rest() -> None:
+    rig = Rig(48000)
+    pcm = np.full(48000 * 4, 1000, np.int16)
+    block = 960
+    start_wall = rig.wall.now()
+    lost = range(48000, 48000 + 14400)  # 300 ms of blocks a slow link dropped
+    pushed = 0
+    for i in range(0, len(pcm), block):
+        rig.wall._now = max(rig.wall.now(), start_wall + (i + block) / 48000)
+        rig.render_until(rig.wall.now())
+        if i in lost:
+            continue
+        rig.mic.push(pcm[i : i + block], rig.wall.now())
+        pushed += block
+        if i == 0:
+            rig.passthrough.begin(0, 0, "voice-1")
+        rig.passthrough.pump()
+    rig.passthrough.end(rig.mic.ring.end)
+    rig.render_until(rig.wall.now() + 2.0)
+    played = int(np.count_nonzero(rig.program() > 500))
+    # the voice moved on within about REPLACE_WINDOW_S: what came after that still played
+    assert rig.track.late_samples <= 0.7 * 48000, rig.track.late_samples
+    assert played >= pushed - 0.7 * 48000
+    assert rig.mic.timeline.moves == 1

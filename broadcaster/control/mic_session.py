@@ -22,6 +22,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from broadcaster.listen.listener import Listener, MicBusy, MicLink
+from broadcaster.listen.vad import VadError
 
 if TYPE_CHECKING:
     from broadcaster.control.server import ControlServer
@@ -32,6 +33,8 @@ EVENT_QUEUE = 64
 MAX_BLOCK_S = 1.0
 CLOSE_BUSY = 4409
 CLOSE_POLICY = 1008
+CLOSE_ERROR = 1011
+STALL_S = 2.0  # no audio this long (the dashboard sends all the time): what was being said is over
 
 
 class _MicStart(BaseModel):
@@ -74,10 +77,18 @@ class MicSession:
                 await self._drain()
                 await self.ws.close(CLOSE_BUSY, "another microphone is live")
                 return
+            except VadError as exc:  # checked at start too; a package removed since, say
+                log.error("voice in: the microphone cannot be heard: %s", exc)
+                self.send("error", {"code": "vad", "message": str(exc)})
+                await self._drain()
+                await self.ws.close(CLOSE_ERROR, "voice activity detection is unavailable")
+                return
             try:
                 await self._listen(link, rate)
             finally:
                 await self.listener.detach(link)
+        except TimeoutError:
+            await self.ws.close(CLOSE_POLICY, "authenticate and send mic.start first")
         except ConnectionClosed:
             pass
         finally:
@@ -129,7 +140,13 @@ class MicSession:
 
     async def _listen(self, link: MicLink, rate: int) -> None:
         limit = int(rate * MAX_BLOCK_S) * 2
-        async for message in self.ws:
+        while True:
+            try:
+                async with asyncio.timeout(STALL_S):
+                    message = await self.ws.recv()
+            except TimeoutError:  # a console that stopped sending without closing: its turn ends here
+                self.listener.stalled(link)
+                continue
             if isinstance(message, str):
                 request = self._json(message)
                 if request is not None and request.get("cmd") == "mic.stop":

@@ -45,6 +45,7 @@ Send = Callable[[str, dict[str, Any]], None]  # an event to the console whose mi
 ECHO_WINDOW_S = 0.5
 ONSET_CORRELATION = 0.85  # at a turn's start, a contour this close to the program's is its echo
 KEPT_TURNS = 200
+DETACH_WAIT_S = 10.0
 
 
 class Stage(Protocol):
@@ -68,6 +69,10 @@ class Stage(Protocol):
 
     def answer_host(self, candidate: Candidate) -> None:
         """Answer what the host said, first."""
+        ...
+
+    def listening(self, on: bool) -> None:
+        """The person is speaking (start nothing new on air) or has stopped."""
         ...
 
 
@@ -207,16 +212,28 @@ class Listener:
         return self.link
 
     async def detach(self, link: MicLink) -> None:
-        """The console's microphone went away: what it was saying ends here."""
+        """The console's microphone went away: what it was saying ends here, and is still recognised.
+
+        The turns already ended get up to ``DETACH_WAIT_S`` to be recognised, logged and handed on.
+        """
         if self.link is not link:
             return
-        self._end_turn(link, None)
+        self._end_turn(link, None, recognise=True)
         self.link = None
+        self.stage.listening(False)
+        if link.tasks:
+            await asyncio.wait(link.tasks, timeout=DETACH_WAIT_S)
         for task in list(link.tasks):
             task.cancel()
         await asyncio.gather(*link.tasks, return_exceptions=True)
         log.info("voice in: the microphone went away after %.0f s", link.stream.received / link.rate)
         self._changed()
+
+    def stalled(self, link: MicLink) -> None:
+        """The console stopped sending audio without going: what it was saying ends (and is heard)."""
+        if link is self.link and link.turn is not None:
+            log.warning("voice in: the microphone went quiet mid-turn (no audio for a while); the turn ends")
+            self._end_turn(link, None, recognise=True)
 
     def set_mode(self, mode: MicMode) -> None:
         """Switch mode live: a turn or a stretch in progress ends where it is."""
@@ -224,7 +241,6 @@ class Listener:
             return
         if self.link is not None:
             self._end_turn(self.link, None)
-            self.link.detector.reset()
         self.mode = mode
         log.info("voice in: mode %s", mode)
         self._changed()
@@ -254,17 +270,16 @@ class Listener:
         self.stats.blocks += 1
         self.stats.seconds += len(pcm) / link.rate
         at16 = link.stream.push(pcm, time.monotonic() if wall is None else wall)
+        if link.asr is not None and len(at16):  # the open turn hears this block (its end may be in it)
+            link.asr.feed(at16)
+        events = link.detector.push(at16)  # always: its positions are the mic stream's
         if self.mode == "off":
             return
-        began = False
-        for event in link.detector.push(at16):
+        for event in events:
             if isinstance(event, SpeechStarted):
-                self._begin_turn(link, event)
-                began = True  # the recogniser got this block with the pre-roll
+                self._begin_turn(link, event)  # the recogniser gets this block with the pre-roll
             elif isinstance(event, SpeechEnded):
                 self._end_turn(link, event)
-        if not began and link.asr is not None and len(at16):
-            link.asr.feed(at16)
         link.passthrough.pump()
 
     # -- turns -------------------------------------------------------------------------------------
@@ -272,13 +287,15 @@ class Listener:
     def _program_rate(self, at16: int) -> int:
         return at16 * self.clock.timing.sample_rate // ASR_RATE
 
+    def _arrived_at(self, link: MicLink, at16: int) -> int:
+        """The program sample due on air when mic sample ``at16`` (16 kHz) arrived."""
+        timeline = link.stream.timeline
+        delay = round(timeline.delay_s * link.stream.program_rate)
+        return timeline.program_at(self._program_rate(at16)) - delay
+
     def _wall_of(self, link: MicLink, at16: int) -> float:
         """When mic sample ``at16`` (16 kHz) arrived, from the timeline (monotonic seconds)."""
-        stream = link.stream
-        arrived_program = stream.timeline.program_at(self._program_rate(at16)) - round(
-            stream.timeline.delay_s * stream.program_rate
-        )
-        return self.clock.wall_at(arrived_program)
+        return self.clock.wall_at(self._arrived_at(link, at16))
 
     def _is_echo(self, link: MicLink) -> bool:
         """Whether the last half second the microphone heard (a turn's start) is the program's sound.
@@ -287,13 +304,12 @@ class Listener:
         came before it), so a contour that follows the program closely (``ONSET_CORRELATION``) is
         echo whatever the excess; a person talking over the program breaks the contour, and is heard.
         """
-        if not (self.cfg.barge_in.echo_guard and self.stage.speaking()):
+        if not self.cfg.barge_in.echo_guard:
+            return False
+        end = self._arrived_at(link, link.detector.position)
+        if not (self.stage.speaking() or self.echo.speaking(end)):  # the room may still play its tail
             return False
         window = link.detector.recent(round(ECHO_WINDOW_S * ASR_RATE))
-        timeline = link.stream.timeline
-        end = timeline.program_at(self._program_rate(link.detector.position)) - round(
-            timeline.delay_s * link.stream.program_rate
-        )
         found = self.echo.match(window, end)
         close = found.correlation >= ONSET_CORRELATION
         echo = found.correlation >= self.cfg.barge_in.echo_correlation and (
@@ -331,8 +347,11 @@ class Listener:
             voice = link.passthrough.begin(self._program_rate(at), preroll, f"voice-{next(self._ids)}")
             link.voice = voice
             self.stats.voice_stretches += 1
-            self.stage.air_voice(voice)
-        elif self.cfg.barge_in.enabled and self.stage.barge_in():
+            self.stage.air_voice(voice)  # cuts the track: the stretch's pieces are queued after it
+            link.passthrough.pump()
+        else:
+            self.stage.listening(True)
+        if self.mode == "conversation" and self.cfg.barge_in.enabled and self.stage.barge_in():
             turn.barge_in = True
             turn.cut_tick = self.track.next_tick
             self.stats.barge_ins += 1
@@ -345,11 +364,15 @@ class Listener:
                 "error", {"code": "asr", "message": self.asr_error or "speech recognition is not ready"}
             )
 
-    def _end_turn(self, link: MicLink, event: SpeechEnded | None) -> None:
-        """The turn ends (``event`` None: cut short by a mode change or the mic going away)."""
+    def _end_turn(self, link: MicLink, event: SpeechEnded | None, recognise: bool = False) -> None:
+        """The turn ends; ``event`` None: cut short (a mode change), or ``recognise`` what was said.
+
+        A microphone that went away or went quiet still has its last words recognised.
+        """
         turn, link.turn = link.turn, None
         if turn is None:
             return
+        self.stage.listening(False)
         if event is not None:
             turn.ended = self._wall_of(link, event.at)
             turn.end_detected = time.monotonic()
@@ -365,7 +388,7 @@ class Listener:
         stream, link.asr = link.asr, None
         if stream is None:
             return
-        if event is None:
+        if event is None and not recognise:
             task = asyncio.create_task(stream.cancel(), name="asr-cancel")
         else:
             task = asyncio.create_task(self._recognised(link, stream, turn, voice), name="asr-final")

@@ -43,11 +43,26 @@ class MicTimeline:
         if self.origin is None:
             self.origin = round(estimate)
 
-    def settle(self) -> bool:
-        """Move ``origin`` to the best estimate (call only while nothing of the mic is on air)."""
+    @property
+    def latest_wall(self) -> float:
+        """When the latest block arrived (monotonic; 0 before any)."""
+        return self._estimates[-1][0] if self._estimates else 0.0
+
+    def behind(self) -> float:
+        """How far (samples) the latest block came after its place: > 0 once audio was lost upstream."""
+        if not self._estimates or self.origin is None:
+            return 0.0
+        return self._estimates[-1][1] - self.origin
+
+    def settle(self, recent_s: float = WINDOW_S) -> bool:
+        """Move ``origin`` to the best estimate of the last ``recent_s`` seconds.
+
+        Only while nothing of the mic is on air, or when audio was lost on the way.
+        """
         if not self._estimates or self.origin is None:
             return False
-        best = round(min(e for _, e in self._estimates))
+        since = self._estimates[-1][0] - recent_s
+        best = round(min(e for wall, e in self._estimates if wall >= since))
         if abs(best - self.origin) <= SETTLE_SAMPLES_S * self.rate:
             return False
         self.origin = best

@@ -20,6 +20,8 @@ from broadcaster.voice.speech_track import SpeechTrack, Utterance
 log = logging.getLogger(__name__)
 
 TAIL_S = 0.25  # kept after the VAD's end of speech (the last consonant, the breath)
+REPLACE_S = 0.1  # the stream this much behind its place (lost blocks): the place moves on
+REPLACE_WINDOW_S = 0.5  # ...once it has been for this long (a delayed burst catches up sooner)
 
 
 @dataclass(eq=False)
@@ -55,6 +57,7 @@ class PassThrough:
         self.live: LiveVoice | None = None
         self._cursor = 0  # the next mic sample (program rate) to put on the track
         self._until: int | None = None  # the last mic sample of the stretch, once it ended
+        self._late_since: float | None = None  # since when blocks keep coming after their place
 
     def begin(self, at: int, preroll: int, tag: str) -> LiveVoice:
         """Open a stretch from mic sample ``at`` (program rate), ``preroll`` samples earlier included."""
@@ -67,14 +70,24 @@ class PassThrough:
         self._cursor = first - place % self.tick  # back to a tick boundary (silence or earlier audio)
         self._until = None
         self.live = LiveVoice(tag)
-        self.pump()
-        return self.live
+        return self.live  # queued from the next ``pump`` (after the director cut what was on air)
 
     def pump(self) -> None:
         """Queue the whole ticks that have arrived (all of it once the stretch has ended)."""
         live = self.live
-        if live is None or live.cut:
+        if live is None:
             return
+        if live.cut:  # the director cut it (a moderator's interrupt): nothing more of it airs
+            self._finish()
+            return
+        timeline = self.mic.timeline
+        if timeline.behind() <= REPLACE_S * self.track.sample_rate:
+            self._late_since = None
+        elif self._late_since is None:
+            self._late_since = timeline.latest_wall
+        elif timeline.latest_wall - self._late_since >= REPLACE_WINDOW_S:  # lost, not just delayed
+            self._late_since = None
+            self._replace()
         end = self.mic.ring.end if self._until is None else min(self.mic.ring.end, self._until)
         ticks = (end - self._cursor) // self.tick
         last = self._until is not None and self.mic.ring.end >= self._until
@@ -87,18 +100,25 @@ class PassThrough:
         if last:
             self._finish()
 
+    def _replace(self) -> None:
+        """The microphone lost audio on the way: move the voice's place on rather than skip it as late.
+
+        Blocks dropped by a slow link make every later sample come up after its place; a short gap
+        keeps the rest at the fixed delay.
+        """
+        timeline = self.mic.timeline
+        if not timeline.settle(recent_s=REPLACE_WINDOW_S):
+            return
+        place = timeline.program_at(self._cursor)
+        self._cursor -= place % self.tick  # back to a tick boundary: a few samples play twice at most
+        log.info("pass-through: the microphone's stream lost audio; its voice moves on to keep its delay")
+
     def end(self, at: int) -> None:
         """The VAD says speech ended at mic sample ``at``: play up to it and a short tail, then close."""
         if self.live is None:
             return
         self._until = at + round(TAIL_S * self.track.sample_rate)
         self.pump()
-
-    def cut(self) -> None:
-        """The stretch was cut on air (a moderator's interrupt): stop queueing it."""
-        if self.live is not None:
-            self.live.cut = True
-            self._finish()
 
     def close(self) -> None:
         """End the stretch now with what has arrived (the microphone went away, or the mode changed)."""
@@ -109,12 +129,6 @@ class PassThrough:
 
     def _finish(self) -> None:
         if self.live is not None:
-            late = self.live.late_samples
-            if late:
-                log.warning(
-                    "pass-through: %.0f ms of the voice came too late for its place and was skipped",
-                    late * 1000 / self.track.sample_rate,
-                )
             self.live.closed.set()
         self.live = None
         self._until = None

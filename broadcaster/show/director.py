@@ -83,6 +83,7 @@ class Director:
         self.host: Candidate | None = None  # what the host said to the avatar (voice in), to answer first
         self.live: Airing | None = None  # the moderator's live voice, to air now
         self.barge_ins = 0
+        self.host_speaking = False  # the person at the microphone is talking: nothing new starts
         self.on_air_text = ""
         self.said = 0
         self.closing = False
@@ -197,7 +198,8 @@ class Director:
 
     async def _run(self) -> None:
         while True:
-            airing = self._pick(None) or self._filler()
+            held = self.host_speaking and self.live is None  # the host's live voice is what to air
+            airing = None if held else self._pick(None) or self._filler()
             if airing is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -486,6 +488,13 @@ class Director:
         self.hub.publish(
             "on_air", {"item": None, "lane": "moderator", "text": text, "at_ms": now_ms(), "tick": None}
         )
+
+    def listening(self, on: bool) -> None:
+        """The person at the microphone is talking (``on``): what is on air goes on, nothing new starts."""
+        self.host_speaking = on
+        if not on:
+            self._quiet_since = time.monotonic()
+            self.wake()
 
     def answer_host(self, candidate: Candidate) -> None:
         """The host said something to the avatar: it is answered before anything queued."""

@@ -212,7 +212,8 @@ class SpeechTrack:
                 utterance = head
                 if utterance is None:
                     pass  # silence until the placed utterance's sample comes up
-                elif self._offset == 0 and not self._may_start(utterance):
+                elif self._offset == 0 and utterance.at_sample is None and not self._may_start(utterance):
+                    # (a placed one is never held: it plays in its place, ready or not)
                     self.held_ticks += 1
                 else:
                     if utterance.start_tick is None:  # a late placed one starts where it was placed
