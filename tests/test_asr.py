@@ -93,6 +93,27 @@ async def test_pocketsphinx_streams_partials_then_the_final(said: dict[str, np.n
     assert asr_threads() == []
 
 
+async def test_pocketsphinx_decodes_in_a_child_process_and_outlives_its_death(
+    said: dict[str, np.ndarray],
+) -> None:
+    """The decoder holds the GIL while it decodes, so it lives in a child process; a dead child costs
+    one turn at most, and the engine closes it."""
+    engine = PocketsphinxAsr(PocketsphinxConfig())
+    await engine.open()
+    try:
+        child = engine._decoder._child  # type: ignore[union-attr]
+        assert child.poll() is None and child.pid != 0
+        child.kill()
+        child.wait()
+        final, _ = await turn(engine, said[PRICE])  # a new child takes the turn
+        assert {"price", "what"} & set(final.text.split()), final.text
+        replaced = engine._decoder._child  # type: ignore[union-attr]
+        assert replaced is not child and replaced.poll() is None
+    finally:
+        await engine.close()
+    assert replaced.poll() is not None, "close() ends the child"
+
+
 async def test_pocketsphinx_cancel_mid_turn_leaves_nothing_running(said: dict[str, np.ndarray]) -> None:
     engine = PocketsphinxAsr(PocketsphinxConfig())
     await engine.open()

@@ -268,3 +268,22 @@ async def test_an_item_that_fails_is_closed_and_the_show_goes_on(tmp_path: Path)
             lambda c: c.execute("SELECT state FROM show_items WHERE id = ?", (bad["id"],))
         )
         assert state.fetchone()[0] == "failed"
+
+
+async def test_while_the_host_speaks_nothing_new_starts_and_a_barge_in_cuts(tmp_path: Path) -> None:
+    scripts = {"alpha": talk("alpha", A[:2], A[2:])}
+    async with rig(tmp_path, scripts) as r:
+        r.director.listening(True)  # the host is talking into the console's microphone
+        await r.console.script_start("alpha")
+        await asyncio.sleep(0.5)
+        assert r.player.heard == [] and not r.director.stack, "a script started over the host"
+        r.director.listening(False)
+        await r.heard(lambda h: A[0] in h)
+        assert r.director.speaking()
+        r.director.listening(True)
+        assert r.director.barge_in()  # the host speaks over the script: it is cut...
+        await asyncio.sleep(0.5)
+        assert not r.director.speaking() and r.director.barge_ins == 1
+        heard = list(r.player.heard)
+        r.director.listening(False)  # ...and resumes (resume_after_s = 0) once the host is done
+        await r.heard(lambda h: len(h) > len(heard))

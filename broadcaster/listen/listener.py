@@ -16,6 +16,7 @@ engine's own worker. One microphone at a time: a second console is told the firs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -46,6 +47,7 @@ ECHO_WINDOW_S = 0.5
 ONSET_CORRELATION = 0.85  # at a turn's start, a contour this close to the program's is its echo
 KEPT_TURNS = 200
 DETACH_WAIT_S = 10.0
+RECOGNISE_TIMEOUT_S = 15.0  # a recogniser that hangs does not hold the director (or the turn) longer
 
 
 class Stage(Protocol):
@@ -372,7 +374,6 @@ class Listener:
         turn, link.turn = link.turn, None
         if turn is None:
             return
-        self.stage.listening(False)
         if event is not None:
             turn.ended = self._wall_of(link, event.at)
             turn.end_detected = time.monotonic()
@@ -386,11 +387,13 @@ class Listener:
             else:
                 link.passthrough.close()
         stream, link.asr = link.asr, None
+        if stream is None or (event is None and not recognise):
+            self.stage.listening(False)
         if stream is None:
             return
         if event is None and not recognise:
             task = asyncio.create_task(stream.cancel(), name="asr-cancel")
-        else:
+        else:  # the director keeps still until the host's words are handed over (or come to nothing)
             task = asyncio.create_task(self._recognised(link, stream, turn, voice), name="asr-final")
         link.tasks.add(task)
         task.add_done_callback(link.tasks.discard)
@@ -405,11 +408,25 @@ class Listener:
     ) -> None:
         """The turn's final text: shown, logged as the host's words and (conversation) answered."""
         try:
-            transcript = await stream.finish()
-        except AsrError as exc:
+            await self._hand_over(link, stream, turn, voice)
+        finally:
+            if link.turn is None:  # no newer turn holds the director
+                self.stage.listening(False)
+
+    async def _hand_over(
+        self, link: MicLink, stream: AsrStream, turn: TurnTiming, voice: LiveVoice | None
+    ) -> None:
+        try:
+            async with asyncio.timeout(RECOGNISE_TIMEOUT_S):
+                transcript = await stream.finish()
+        except (AsrError, TimeoutError) as exc:
             self.stats.asr_errors += 1
-            log.error("voice in: the turn was not recognised: %s", exc)
-            link.send("error", {"code": "asr", "message": str(exc)})
+            why = str(exc) or f"no final text in {RECOGNISE_TIMEOUT_S:.0f} s"
+            log.error("voice in: the turn was not recognised: %s", why)
+            link.send("error", {"code": "asr", "message": why})
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await stream.cancel()
             return
         turn.final = time.monotonic()
         text = transcript.text.strip()

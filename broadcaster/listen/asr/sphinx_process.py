@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import struct
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from typing import IO, Any
 from broadcaster.listen.asr.base import AsrError
 
 HEADER = struct.Struct("<cI")
+CALL_TIMEOUT_S = 10.0  # one call (20 ms to a second of audio) takes milliseconds
+LOAD_TIMEOUT_S = 60.0
 OPS = {"load": b"L", "start": b"S", "audio": b"A", "hyp": b"H", "end": b"E"}
 
 
@@ -37,6 +40,10 @@ class DecoderProcess:
     """A pocketsphinx decoder in a child process; the methods the stream needs, called from one thread."""
 
     def __init__(self, files: dict[str, Path]) -> None:
+        self._files = json.dumps({k: str(v) for k, v in files.items()}).encode()
+        self._child = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         self._child = subprocess.Popen(
             [sys.executable, "-m", "broadcaster.listen.asr.sphinx_process"],
             stdin=subprocess.PIPE,
@@ -44,17 +51,21 @@ class DecoderProcess:
             stderr=subprocess.DEVNULL,
         )
         try:
-            self._call("load", json.dumps({k: str(v) for k, v in files.items()}).encode())
+            self._call("load", self._files, LOAD_TIMEOUT_S)
         except AsrError:
             self.close()
             raise
+        return self._child
 
-    def _call(self, op: str, payload: bytes = b"") -> str:
+    def _call(self, op: str, payload: bytes = b"", timeout: float = CALL_TIMEOUT_S) -> str:
         child = self._child
         assert child.stdin is not None and child.stdout is not None
         try:
             child.stdin.write(HEADER.pack(OPS[op], len(payload)) + payload)
             child.stdin.flush()
+            if not select.select([child.stdout], [], [], timeout)[0]:
+                child.kill()  # hung: a turn must not wait for ever (the next one starts a new child)
+                raise EOFError
             status, size = HEADER.unpack(_read_exact(child.stdout, HEADER.size))
             text = _read_exact(child.stdout, size).decode()
         except (BrokenPipeError, EOFError, OSError) as exc:
@@ -64,7 +75,10 @@ class DecoderProcess:
         return text
 
     def start_utt(self) -> None:
-        """Begin an utterance."""
+        """Begin an utterance (in a new child if the last one died)."""
+        if self._child.poll() is not None:
+            self.close()
+            self._spawn()
         self._call("start")
 
     def process_raw(self, pcm: bytes) -> None:
