@@ -18,7 +18,7 @@ from typing import Any
 from broadcaster.store import Store, StoreError
 from danmaku.chatlog import ChatLog, Update
 from danmaku.config import ChatConfig
-from danmaku.events import HOST_PLATFORM, ChatEvent, now_ms
+from danmaku.events import HOST_FEED, HOST_PLATFORM, ChatEvent, now_ms
 from danmaku.feeds import FeedConfigs, create_feed
 from danmaku.feeds.base import Feed
 from danmaku.feeds.local import LocalFeed, LocalFeedConfig
@@ -115,7 +115,7 @@ class ChatDesk:
             self.triage.seen(event)  # a redelivery after the restart is still a duplicate
             if event.received_at < cutoff:
                 self._updates.append((row.seq, "dropped", "stale"))
-            elif event.platform == HOST_PLATFORM:  # the host's words are answered live or not at all
+            elif event.platform == HOST_PLATFORM and event.feed == HOST_FEED:  # answered live or never
                 self._updates.append((row.seq, "dropped", "restart"))
             elif event.kind in ("chat", "superchat"):
                 value = self.cfg.worth(event.gift)
@@ -188,7 +188,7 @@ class ChatDesk:
             return None
         if not answer:
             return None
-        return Candidate("answer", priority, [(seq, event)], 0.0, event.received_at)
+        return Candidate("answer", priority, [(seq, event)], 0.0, event.received_at, host=True)
 
     async def settle(self) -> None:
         """Wait until everything accepted so far, and every decision, is committed."""

@@ -21,6 +21,7 @@ from typing import Literal, get_args
 Kind = Literal["chat", "gift", "superchat", "enter", "follow", "like", "share", "order", "system"]
 KINDS: frozenset[str] = frozenset(get_args(Kind))
 HOST_PLATFORM = "voice"  # the platform of what the host said into the console's microphone
+HOST_FEED = "mic"  # ...and its feed (no configured feed is named so: feed names are its type and index)
 Role = Literal["broadcaster", "moderator", "member", "vip", "subscriber", "admin"]
 
 

@@ -105,3 +105,13 @@ def test_errors_never_show_secrets() -> None:
 
 def _inline(table: dict[str, object]) -> str:
     return "{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in table.items()) + "}"
+
+
+def test_voice_in_is_checked_against_the_program() -> None:
+    with pytest.raises(ConfigError, match=r"voice_in\.passthrough\.delay_ms = 350: must be at least"):
+        load_config(None, ["program.lead_ms=300", "voice_in.passthrough.delay_ms=350"])
+    load_config(None, ["program.lead_ms=300", "voice_in.passthrough.delay_ms=350", "voice_in.enabled=false"])
+    with pytest.raises(ConfigError, match=r"voice_in\.asr\.fallback"):
+        load_config(None, ['voice_in.asr.engine="pocketsphinx"', 'voice_in.asr.fallback="pocketsphinx"'])
+    with pytest.raises(ConfigError, match=r"feeds\.0\.name = 'mic'"):  # the microphone's feed name is taken
+        load_config(None, ['feeds=[{type="local", name="mic"}]'])

@@ -37,7 +37,7 @@ from broadcaster.listen.turns import SpeechEnded, SpeechStarted, TurnDetector
 from broadcaster.listen.vad import create_vad
 from broadcaster.stream.clock import ProgramClock
 from broadcaster.voice.speech_track import SpeechTrack
-from danmaku.events import HOST_PLATFORM, ChatEvent, User, now_ms
+from danmaku.events import HOST_FEED, HOST_PLATFORM, ChatEvent, User, now_ms
 from danmaku.triage.candidate import Candidate
 
 log = logging.getLogger(__name__)
@@ -448,7 +448,7 @@ class Listener:
             user=User("host", self.cfg.host_name, ("broadcaster",)),
             text=text,
             raw=orjson.dumps({"engine": transcript.engine, "mode": self.mode}).decode(),
-            feed="mic",
+            feed=HOST_FEED,
         )
         candidate = await self.host_log.accept_host(event, answer)
         if candidate is not None:

@@ -36,7 +36,6 @@ from broadcaster.show.host import Source
 from broadcaster.show.script_runs import ScriptRuns
 from broadcaster.voice.speaker import Gate, Speech
 from broadcaster.voice.speech_track import Utterance
-from danmaku.events import HOST_PLATFORM
 from danmaku.triage.candidate import Candidate
 
 if TYPE_CHECKING:
@@ -173,7 +172,7 @@ class Director:
             self.chat = None
         if self.desk is not None:
             self.desk.done(candidate, False, why)
-        if candidate.event.platform != HOST_PLATFORM:
+        if not candidate.host:
             self._chat_free.set()
 
     def _filler(self) -> Airing | None:
@@ -263,7 +262,7 @@ class Director:
 
     def _put_back(self, candidate: Candidate) -> None:
         """A chat candidate cut before anyone heard it waits again, first in its lane."""
-        if candidate.event.platform == HOST_PLATFORM:
+        if candidate.host:
             if self.host is None:
                 self.host = candidate
                 self.wake()
@@ -337,7 +336,7 @@ class Director:
 
     async def _air_chat(self, airing: Airing, candidate: Candidate) -> None:
         assert self.desk is not None
-        host = candidate.event.platform == HOST_PLATFORM
+        host = candidate.host
         why_not: str | None = "interrupted"
         try:
             why_not = await self._answer(airing, candidate)

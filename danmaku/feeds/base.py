@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, WebSocketException
 
-from danmaku.events import ChatEvent
+from danmaku.events import HOST_FEED, ChatEvent
 
 log = logging.getLogger("danmaku.feed")
 # the websockets library logs every frame at DEBUG, secrets (a PASS line, an auth body) included:
@@ -68,6 +68,13 @@ class FeedConfig(BaseModel):
     # a connection with no frame (nor heartbeat reply) for this long is dead
     liveness_s: float = Field(70.0, ge=0.2, le=3600.0)
     open_timeout_s: float = Field(10.0, ge=0.1, le=120.0)
+
+    @field_validator("name")
+    @classmethod
+    def _not_the_mic(cls, value: str) -> str:
+        if value == HOST_FEED:
+            raise ValueError(f"{HOST_FEED!r} is the console microphone's; choose another name")
+        return value
 
 
 @dataclass

@@ -26,6 +26,7 @@ class Candidate:
     at_ms: int = 0  # when its newest event arrived (staleness)
     order: int = 0  # arrival order, set by the pacer
     names: list[str] = field(default_factory=list)
+    host: bool = False  # the host's own words (the console's microphone), never a viewer's
 
     @property
     def event(self) -> ChatEvent:
