@@ -110,3 +110,24 @@ def test_caption_shows_while_speaking_then_holds_and_fades() -> None:
     silent = blank()
     captions.draw(silent, 2.0, speaking(""))
     assert (silent == blank()).all()
+
+
+def test_posted_words_show_hold_while_a_live_voice_plays_and_give_way_to_a_sentence() -> None:
+    face = find_cjk_font()
+    assert face is not None
+    captions = Captions(CaptionConfig(hold_s=0.6, fade_s=0.2), face, CANVAS)
+    captions.post("what is the price")  # the host's words, from the recogniser
+    posted = blank()
+    captions.draw(posted, 1.0, None)
+    assert (posted != blank()).any()
+    assert captions.overlay("what is the price") is not None
+    live = blank()
+    captions.draw(live, 3.0, speaking(""))  # a live voice (no sentence of its own) keeps them up
+    assert (live == posted).all()
+    replaced = blank()
+    captions.draw(replaced, 3.04, speaking("今天的茶叶特别好喝"))  # the avatar's sentence takes over
+    assert not (replaced == posted).all()
+    captions.draw(blank(), 3.08, speaking(""))  # a wav without a sentence clears a sentence's caption
+    silent = blank()
+    captions.draw(silent, 3.12, speaking(""))
+    assert (silent == blank()).all()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from broadcaster.control.hub import ControlError
+from broadcaster.listen.passthrough import LiveVoice
 from tests.director_rig import Rig, rig, talk
 from tests.openai_double import ScriptedLlm
 
@@ -287,3 +288,23 @@ async def test_while_the_host_speaks_nothing_new_starts_and_a_barge_in_cuts(tmp_
         heard = list(r.player.heard)
         r.director.listening(False)  # ...and resumes (resume_after_s = 0) once the host is done
         await r.heard(lambda h: len(h) > len(heard))
+
+
+async def test_the_moderators_live_voice_cuts_the_script_which_resumes_after_it(tmp_path: Path) -> None:
+    scripts = {"alpha": talk("alpha", A[:2], A[2:])}
+    async with rig(tmp_path, scripts) as r:
+        await r.console.script_start("alpha")
+        await r.heard(lambda h: A[0] in h)
+        voice = LiveVoice("voice-1")
+        r.director.air_voice(voice)  # pass-through: the moderator started speaking
+        await asyncio.sleep(0.3)
+        assert [a.voice for a in r.director.stack] == [voice], "the live voice holds the air"
+        before = list(r.player.heard)
+        await asyncio.sleep(0.5)
+        assert r.player.heard == before, "something else aired over the live voice"
+        r.director.voice_said(voice, "a word from the moderator")
+        voice.closed.set()  # the stretch is over (and its pieces, none here, have played)
+        heard = await r.heard(lambda h: len(h) > len(before))
+        assert heard[len(before)] in A, heard  # the script resumes
+        said = await r.store.read(lambda c: c.execute("select lane, text from on_air").fetchall())
+        assert ("moderator", "a word from the moderator") in [tuple(row) for row in said]

@@ -81,9 +81,12 @@ def test_a_random_wav2lip_runs_end_to_end_in_the_program(
     lipsync = summary["lipsync"]
     assert lipsync["backend"] == "wav2lip"
     assert lipsync["utterances"] == 1
-    assert lipsync["frames"] == 30 and lipsync["degraded_frames"] == 0, lipsync
+    # every tick of the utterance drew its generated face, but for ticks the program repeated (it falls
+    # behind under a loaded CI machine and repeats the last picture rather than delay the sound)
+    assert lipsync["degraded_frames"] == 0, lipsync
+    assert 30 - summary["repeats"] <= lipsync["frames"] <= 30 and lipsync["frames"] >= 20, (lipsync, summary)
     assert lipsync["generated"] >= 30
-    assert summary["render_errors"] == 0 and summary["repeats"] == 0
+    assert summary["render_errors"] == 0
     assert summary["encoder"]["dropped"] == 0
 
 
