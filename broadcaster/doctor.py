@@ -31,11 +31,12 @@ from broadcaster.doctor_checks import (
 from broadcaster.doctor_clock import clock_group
 from broadcaster.doctor_outputs import outputs_group
 from broadcaster.doctor_show import MindChecks, VoiceChecks
+from broadcaster.doctor_voice import voice_in_group
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-GROUPS = ("config", "avatar", "fonts", "tts", "llm", "outputs", "control", "clock", "store")
+GROUPS = ("config", "avatar", "fonts", "tts", "llm", "outputs", "control", "voice_in", "clock", "store")
 DEFAULT_TIMEOUT_S = 10.0
 GRACE_S = 2.0  # past a check's own limit, so its own (clearer) timeout message wins
 CLOSE_LIMIT_S = 10.0
@@ -100,6 +101,7 @@ def plan(cfg: Config, outputs: list[OutputConfig], timeout: float, skip: set[str
         "llm": lambda: MindChecks(cfg, timeout).group(),
         "outputs": lambda: outputs_group(cfg, outputs, timeout),
         "control": lambda: control_group(cfg, timeout),
+        "voice_in": lambda: voice_in_group(cfg, timeout),
         "clock": lambda: clock_group(cfg, timeout),
         "store": lambda: store_group(cfg, timeout),
     }

@@ -15,6 +15,7 @@ from broadcaster.doctor import Result, render, run_groups
 from broadcaster.doctor_checks import Check, Group, Outcome, speaks_chinese
 from broadcaster.doctor_outputs import record_outcome, whip_outcome
 from broadcaster.doctor_show import VoiceChecks
+from broadcaster.doctor_voice import voice_in_group
 from broadcaster.stream.rtc.settings import RtcConfig, WhipOutputConfig
 from tests.conftest import NginxRtmp, free_port
 from tests.http_servers import serve
@@ -198,3 +199,28 @@ async def test_llm_check_against_an_openai_endpoint() -> None:
     assert len(llm.requests) == 1
     messages = llm.requests[0]["messages"]
     assert messages[0]["role"] == "system" and "Chat message from viewer" in messages[-1]["content"]
+
+
+async def test_voice_in_checks_the_vad_and_each_recogniser(tmp_path: Path) -> None:
+    dead = f"ws://127.0.0.1:{free_port()}"
+    cfg = load_config(
+        None,
+        [
+            'voice_in.asr.engine="funasr_server"',
+            f'voice_in.asr.funasr_server.url="{dead}"',
+            'voice_in.asr.fallback="pocketsphinx"',
+        ],
+    )
+    results = await run_groups([voice_in_group(cfg, 10)])
+    verdicts = {r.check: (r.result, r.detail) for r in results}
+    assert verdicts["vad silero"][0] == "OK", verdicts
+    assert verdicts["asr funasr_server"][0] == "FAIL" and dead in verdicts["asr funasr_server"][1], verdicts
+    assert verdicts["asr pocketsphinx"][0] == "OK", verdicts
+    missing = load_config(
+        None, ['voice_in.asr.engine="funasr"', f'voice_in.asr.funasr.model_dir="{tmp_path}/none"']
+    )
+    [_vad, funasr] = await run_groups([voice_in_group(missing, 10)])
+    assert funasr.result == "FAIL" and f"{tmp_path}/none" in funasr.detail, funasr
+    off = load_config(None, ["voice_in.enabled=false"])
+    [skipped] = await run_groups([voice_in_group(off, 10)])
+    assert skipped.result == "SKIP"
