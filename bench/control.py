@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -34,8 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import percentile  # noqa: E402
-from broadcaster.app import Broadcaster, RunOptions  # noqa: E402
-from broadcaster.config import load_config  # noqa: E402
+from bench.voice_show import RunningShow, running_show  # noqa: E402
 
 LINE = "Hello everyone, a quick note from the moderator."
 
@@ -85,16 +82,10 @@ class Console:
                     return event
 
 
-async def measure(app: Broadcaster, runs: int, token: str) -> dict[str, Any]:
-    assert app.control is not None, "control.enabled is false"
-    while True:
-        try:
-            port = app.control.port
-            break
-        except RuntimeError:  # not listening yet
-            await asyncio.sleep(0.05)
-    url = f"ws://127.0.0.1:{port}/ws"
-    async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+async def measure(show: RunningShow, runs: int) -> dict[str, Any]:
+    app = show.app
+    url = f"ws://127.0.0.1:{show.port}/ws"
+    async with connect(url, additional_headers={"Authorization": f"Bearer {show.token}"}) as ws:
         console = Console(ws)
         reader = asyncio.create_task(console.read())
         await console.send("subscribe", topics=["on_air"])
@@ -133,29 +124,14 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--lead-ms", type=int, default=300)
     args = parser.parse_args()
-    token = secrets.token_urlsafe(24)
-    os.environ["BROADCASTER_TOKEN"] = token
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(
-            ROOT / "config.toml",
-            [
-                "control.port=0",
-                f"store.path={json.dumps(str(Path(tmp) / 'show.sqlite3'))}",
-                f"voice.cache.dir={json.dumps(str(Path(tmp) / 'tts'))}",
-                "outputs=[]",
-                "feeds=[]",
-                "show.fillers.enabled=false",
-                "show.resume_after_s=600",
-                f"program.lead_ms={args.lead_ms}",
-            ],
-        )
-        app = Broadcaster(cfg, RunOptions())
-        running = asyncio.create_task(app.run())
-        try:
-            result = await measure(app, args.runs, token)
-        finally:
-            app.stop()
-            await running
+        overrides = [
+            "rtc.preview=true",  # as a live room's console has it
+            "show.resume_after_s=600",
+            f"program.lead_ms={args.lead_ms}",
+        ]
+        async with running_show(Path(tmp), overrides) as show:
+            result = await measure(show, args.runs)
     print("RESULT " + json.dumps(result))
 
 

@@ -63,13 +63,6 @@ class MicClient:
                 self.changed.clear()
                 await self.changed.wait()
 
-    def when(self, event: str, match: Any = None, after: int = 0) -> float | None:
-        """When the first such event arrived (monotonic), or None."""
-        for at, name, data in self.events[after:]:
-            if name == event and (match is None or match(data)):
-                return at
-        return None
-
     async def stream(self, pcm: np.ndarray, block_ms: int = 20) -> float:
         """Send int16 mono ``pcm`` in real time; returns when its first sample was "captured"."""
         assert self.ws is not None

@@ -10,7 +10,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,16 @@ from broadcaster.config import load_config
 from broadcaster.stream.tick import Tick, TickSink
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+async def until(check: Callable[[], bool], within: float, what: str = "the condition") -> None:
+    """Poll ``check`` until it holds (the show's threads change what it reads: there is no event to
+    await); TimeoutError naming ``what`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 @dataclass

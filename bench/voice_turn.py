@@ -27,7 +27,6 @@ import logging
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import percentile  # noqa: E402
 from bench.mic_client import MicClient  # noqa: E402
-from bench.voice_show import RunningShow, running_show  # noqa: E402
+from bench.voice_show import RunningShow, running_show, until  # noqa: E402
 from tests.speech_samples import silence, speech  # noqa: E402
 
 RATE = 48000
@@ -50,14 +49,6 @@ QUESTIONS = (
     "what is the price of the tea",
 )
 STAGES = ("vad_end_of_turn", "asr_final", "llm_first_sentence", "tts_first_chunk", "overhead")
-
-
-async def until(check: Any, within: float) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError
-        await asyncio.sleep(0.02)
 
 
 async def one_turn(show: RunningShow, mic: MicClient, question: str) -> dict[str, float] | None:

@@ -180,9 +180,9 @@ class ChatDesk:
         failures = self.log_failures
         self._buffer.append(_Batch(seq, [event], [verdict], [], []))
         self._buffered += 1
+        self._write()
         while self._committed < seq and self.log_failures == failures and self._writing is not None:
-            await self.settle()  # a flood's writes may be in flight before ours
-        await self.settle()
+            await asyncio.wait([self._writing])  # its own write (a flood's may go before it), not idle
         if self.log_failures > failures or self._committed < seq:
             log.error("chat: the host's words could not be logged, so they are not answered: %r", event.text)
             return None

@@ -20,7 +20,7 @@ import numpy as np
 
 from bench.mic_client import MicClient
 from bench.sync import RATE, passthrough_and_measure
-from bench.voice_show import ProgramTap, RunningShow, running_show
+from bench.voice_show import ProgramTap, RunningShow, running_show, until
 from tests.speech_samples import silence, speech
 
 QUESTION = "what is the price of the power bank"
@@ -28,13 +28,6 @@ BARGE_IN = "hold on, wait a moment please"
 SPEECH_RMS = 300.0  # a tick with speech in it
 SILENT_RMS = 30.0
 FADE_SAMPLES = 240  # a cut fades the sound out over the first 5 ms of its tick
-
-
-async def until(check: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 def onset(pcm: np.ndarray, rate: int) -> float:

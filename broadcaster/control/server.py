@@ -186,8 +186,6 @@ class ControlServer:
             out["preview"] = self.preview.stats.as_dict()
         if self.viewers is not None:
             out["webrtc_preview"] = self.viewers.stats.as_dict()
-        if self.listener is not None:
-            out["voice_in"] = self.listener.stats.as_dict()
         return out
 
     def health(self) -> tuple[bool, dict[str, Any]]:

@@ -21,6 +21,7 @@ the caller's thread once per speech onset.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from broadcaster.listen.settings import BargeInConfig
+
+log = logging.getLogger(__name__)
 
 BIN_MS = 10
 MIC_RATE = 16000
@@ -40,6 +43,7 @@ GAIN_PERCENTILE = 25  # the echo path gain: this low percentile of mic minus pro
 RING_MS = 300  # program before the window that may still ring in the room
 RELEASE_DB = 1.5  # per 10 ms: how fast a room's echo is allowed to die away (a 400 ms reverberation)
 DOUBLE_TALK = 0.15  # that true of this share of what the mic hears: not (only) echo
+ONSET_CORRELATION = 0.85  # at a turn's start, a contour this close to the program's is its echo
 AUDIBLE_DB = -45.0  # program RMS at or above this (dBFS, 10 ms) is audible
 SPEECH_MS = 100  # audible program this long within the span: the program is speaking
 FLOOR_DB = -120.0
@@ -213,15 +217,28 @@ class EchoGuard:
         program = np.maximum(program, program[:, lead:].max(axis=1, keepdims=True) - span)
         return EchoMatch(float(scores[best]), best * BIN_MS, _excess(heard, program, lead, span, hiss))
 
-    def is_echo(self, mic: np.ndarray, end: int) -> bool:
+    def is_echo(self, mic: np.ndarray, end: int, at_onset: bool = False) -> bool:
         """Whether ``mic`` (the last few hundred ms, 16 kHz) is the program's own audio heard back.
 
         True when the mic's band loudness follows the program's (correlation at or above
         ``echo_correlation`` at some delay, over a stretch where the program was audible) and the
-        program explains nearly all of what the mic hears (no one talking over it).
+        program explains nearly all of what the mic hears (no one talking over it). ``at_onset``: the
+        window ends where a turn was just confirmed, so it is mostly what came before it, and the
+        double-talk test misreads an echo's first syllable; there a contour that follows the program
+        closely (``ONSET_CORRELATION``) is echo whatever the excess (a person talking over the program
+        breaks the contour).
         """
         found = self.match(mic, end)
-        return found.correlation >= self.cfg.echo_correlation and found.excess <= DOUBLE_TALK
+        close = at_onset and found.correlation >= ONSET_CORRELATION
+        echo = found.correlation >= self.cfg.echo_correlation and (found.excess <= DOUBLE_TALK or close)
+        log.debug(
+            "echo check: correlation %.2f at %d ms, excess %.2f: %s",
+            found.correlation,
+            found.delay_ms,
+            found.excess,
+            "echo" if echo else "not echo",
+        )
+        return echo
 
 
 def _excess(heard: np.ndarray, program: np.ndarray, lead: int, span: np.ndarray, hiss: np.ndarray) -> float:

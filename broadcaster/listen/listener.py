@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 
 from broadcaster.listen.asr import AsrEngine, AsrError, AsrStream, Transcript, create_asr
-from broadcaster.listen.echo import DOUBLE_TALK, EchoGuard
+from broadcaster.listen.echo import EchoGuard
 from broadcaster.listen.mic import ASR_RATE, MicStream
 from broadcaster.listen.passthrough import LiveVoice, PassThrough
 from broadcaster.listen.settings import MicMode, VoiceInConfig
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 Send = Callable[[str, dict[str, Any]], None]  # an event to the console whose microphone it is
 ECHO_WINDOW_S = 0.5
-ONSET_CORRELATION = 0.85  # at a turn's start, a contour this close to the program's is its echo
 KEPT_TURNS = 200
 DETACH_WAIT_S = 10.0
 RECOGNISE_TIMEOUT_S = 15.0  # a recogniser that hangs does not hold the director (or the turn) longer
@@ -300,31 +299,14 @@ class Listener:
         return self.clock.wall_at(self._arrived_at(link, at16))
 
     def _is_echo(self, link: MicLink) -> bool:
-        """Whether the last half second the microphone heard (a turn's start) is the program's sound.
-
-        The double-talk test (``excess``) misreads an echo's first syllable (the window is mostly what
-        came before it), so a contour that follows the program closely (``ONSET_CORRELATION``) is
-        echo whatever the excess; a person talking over the program breaks the contour, and is heard.
-        """
+        """Whether the last half second the microphone heard (a turn's start) is the program's sound."""
         if not self.cfg.barge_in.echo_guard:
             return False
         end = self._arrived_at(link, link.detector.position)
         if not (self.stage.speaking() or self.echo.speaking(end)):  # the room may still play its tail
             return False
         window = link.detector.recent(round(ECHO_WINDOW_S * ASR_RATE))
-        found = self.echo.match(window, end)
-        close = found.correlation >= ONSET_CORRELATION
-        echo = found.correlation >= self.cfg.barge_in.echo_correlation and (
-            found.excess <= DOUBLE_TALK or close
-        )
-        log.debug(
-            "voice in: echo check: correlation %.2f at %d ms, excess %.2f: %s",
-            found.correlation,
-            found.delay_ms,
-            found.excess,
-            "echo" if echo else "not echo",
-        )
-        return echo
+        return self.echo.is_echo(window, end, at_onset=True)
 
     def _begin_turn(self, link: MicLink, event: SpeechStarted) -> None:
         self._end_turn(link, None)

@@ -204,7 +204,7 @@ class Director:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.25):
                         await self._wake.wait()
-                if not self.stack and not self.show.speaker.track.pending_samples and self.on_air_text:
+                if not self.speaking() and self.on_air_text:
                     self._publish_on_air(None, "")
                 continue
             try:
