@@ -79,7 +79,8 @@ async def test_lanes_and_preemption(tmp_path: Path, on_air: str, arrives: str, w
     llm = ScriptedLlm(tokens(REPLY), first_token_s=0.05, token_s=0.01)
     url = await llm.start()
     try:
-        async with rig(tmp_path, SCRIPTS, llm_url=url, chat=True, speed=3.0) as r:
+        # a cut must land while the first sentence plays: slower there, so a loaded machine still does
+        async with rig(tmp_path, SCRIPTS, llm_url=url, chat=True, speed=1.0 if where == "cut" else 3.0) as r:
             current = await start_on_air(r, on_air)
             incoming = await arrive(r, arrives)
             if where == "cut":

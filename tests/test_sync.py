@@ -21,13 +21,13 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def run_wav2lip(avatar_root: Path, wav: Path, checkpoint: Path, *args: str) -> Finished:
+def run_wav2lip(avatar_root: Path, wav: Path, checkpoint: Path, *args: str, seconds: int = 6) -> Finished:
     """A short `run` with ``wav`` on air and the Wav2Lip backend on ``checkpoint``."""
     return finish(
         start(
             avatar_root,
             "--for",
-            "6",
+            str(seconds),
             "--play-wav",
             str(wav),
             "--set",
@@ -75,12 +75,17 @@ def test_a_random_wav2lip_runs_end_to_end_in_the_program(
         "face.hold_ms=10000",
         "--set",
         "face.wav2lip.batch=8",
+        "--set",
+        "show.fillers.enabled=false",
+        seconds=14,
     )
     assert done.code == 0, done.stderr[-3000:]
     summary = done.summary
     lipsync = summary["lipsync"]
     assert lipsync["backend"] == "wav2lip"
     assert lipsync["utterances"] == 1
+    # the program holds the sound until the faces are ready (up to hold_ms), then all 30 ticks play
+    assert summary["speech"]["samples"] == 30 * 1920, (summary["speech"], lipsync)
     # every tick of the utterance drew its generated face, but for ticks the program repeated (it falls
     # behind under a loaded CI machine and repeats the last picture rather than delay the sound)
     assert lipsync["degraded_frames"] == 0, lipsync
