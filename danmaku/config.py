@@ -53,7 +53,7 @@ def _template(value: str) -> str:
     """A line template may use only {name}, {names}, {gifts} and {value}."""
     try:
         value.format(name="", names="", gifts="", value="")
-    except (KeyError, IndexError, ValueError) as exc:
+    except (LookupError, ValueError, AttributeError, TypeError) as exc:  # {name.x}, {name[a]}
         raise ValueError(
             f"a template may use {{name}}, {{names}}, {{gifts}} and {{value}} only ({exc})"
         ) from exc

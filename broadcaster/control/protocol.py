@@ -261,7 +261,7 @@ def parse_request(text: str) -> _Request:
     except orjson.JSONDecodeError:
         try:
             raw = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # orjson stops at 1024 levels, json at the stack
             raise ProtocolError("bad_json", f"not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ProtocolError("bad_request", f"a request is a JSON object, not {type(raw).__name__}")

@@ -8,8 +8,10 @@ room's messages that way). The feed decodes with this module and the test server
 encode with it, so both directions share one reading of the protocol.
 
 ``decode`` is on the hot path of a busy room: it walks the frame with offsets (no copy but each
-body), and it is bounded: nesting deeper than ``MAX_DEPTH`` or inflating past ``MAX_INFLATED`` bytes
-in one frame (a zip bomb) is a GarbageFrame, like any length that does not add up.
+body), and it is bounded: nesting deeper than ``MAX_DEPTH``, inflating past ``MAX_INFLATED`` bytes
+in one frame (a zip bomb) or holding more than ``MAX_PACKETS`` packets (a few kilobytes of zlib can
+inflate to a million empty packets, seconds of work) is a GarbageFrame, like any length that does not
+add up.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ HEADER_LEN = HEADER.size
 MAX_DEPTH = 4
 #: bytes one frame may inflate to, all compressed bodies together
 MAX_INFLATED = 16 * 1024 * 1024
+#: packets one frame may hold, compressed and nested ones included; a busy room's batch holds hundreds
+MAX_PACKETS = 20_000
 _COMPRESSED = frozenset((VER_ZLIB, VER_BROTLI))
 
 
@@ -76,16 +80,18 @@ def decode(frame: bytes) -> list[Packet]:
     """Every packet in ``frame``, compressed bodies inflated and their packets listed in order.
 
     Raises GarbageFrame for an empty frame, a truncated or inconsistent length, a corrupt or
-    truncated compressed body, nesting deeper than ``MAX_DEPTH`` or inflation past ``MAX_INFLATED``.
+    truncated compressed body, nesting deeper than ``MAX_DEPTH``, inflation past ``MAX_INFLATED``
+    or more than ``MAX_PACKETS`` packets.
     """
     if not frame:
         raise GarbageFrame("empty frame")
     out: list[Packet] = []
-    _walk(frame, 0, out, [MAX_INFLATED])
+    _walk(frame, 0, out, [MAX_INFLATED, MAX_PACKETS])
     return out
 
 
 def _walk(buf: bytes, depth: int, out: list[Packet], budget: list[int]) -> None:
+    """Append ``buf``'s packets to ``out``; ``budget`` is [bytes left to inflate, packets left]."""
     unpack = HEADER.unpack_from
     append = out.append
     end = len(buf)
@@ -98,6 +104,9 @@ def _walk(buf: bytes, depth: int, out: list[Packet], budget: list[int]) -> None:
             raise GarbageFrame(
                 f"bad lengths at offset {off}: packet {pack_len}, header {header_len}, {end - off} left"
             )
+        budget[1] -= 1
+        if budget[1] < 0:
+            raise GarbageFrame(f"more than {MAX_PACKETS} packets in one frame")
         body = buf[off + header_len : off + pack_len]
         off += pack_len
         if ver in _COMPRESSED:

@@ -218,8 +218,8 @@ class JsonReader:
         if number is None or number <= 0:
             return received
         if self._ts_unit == "s" or (self._ts_unit == "auto" and number < 1e11):
-            return int(number * 1000)
-        return int(number)
+            number *= 1000
+        return int(number) if math.isfinite(number) else received
 
     def _gift(self, doc: dict[str, Any], kind: str, user_id: str) -> Gift | None:
         """The gift a message stands for; None for a combo message that adds nothing."""
@@ -338,7 +338,7 @@ def _decode_inner(doc: dict[str, Any], path: Path) -> None:
         if isinstance(value, str):
             try:
                 value = parent[slot] = loads(value)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise GarbageFrame(f"the JSON in a string is broken: {exc}") from None
         if not isinstance(value, (dict, list)):
             raise GarbageFrame(f"the JSON in a string is a {type(value).__name__}, not an object")
@@ -369,9 +369,17 @@ def _text(value: Any) -> str:
 
 
 def _number(value: Any) -> float | None:
+    """A finite float from a JSON number or numeric text; None for anything else.
+
+    Integers become floats too, so the gift arithmetic never meets one too large for a float (a
+    400-digit "value" would raise OverflowError there).
+    """
     kind = type(value)
     if kind is int:
-        return value
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     if kind is str:
         try:
             value = float(value)

@@ -200,7 +200,7 @@ class TwitchFeed(SocketFeed):
                 msg = parse(line)
                 handler = self._handlers.get(msg.command)
                 event = handler(msg, line) if handler is not None else None
-            except (MalformedLine, ValueError) as exc:
+            except (MalformedLine, ValueError, ArithmeticError) as exc:  # bits=<400 digits>: OverflowError
                 self.garbage(line, str(exc))
                 continue
             if event is not None:
