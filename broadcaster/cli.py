@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 from broadcaster.config import Config, ConfigError, load_config
+from broadcaster.control.exposure import RedactingFormatter, exposed
 from broadcaster.face.avatar import Avatar, AvatarError, load_avatar
 from broadcaster.face.builder import build_avatar
-from broadcaster.stream.rtc.settings import redact_url
+from broadcaster.stream.rtc.settings import redact_text, redact_url
 
 log = logging.getLogger("broadcaster")
 
@@ -211,9 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg = _load(args)
         # the doctor's table is the report: its components say only what went wrong
         level = "WARNING" if args.command == "doctor" and cfg.log.level == "INFO" else cfg.log.level
-        logging.basicConfig(
-            level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-        )
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=level, handlers=[handler])
+        config_file = args.config if args.config is not None else _default_config()
+        warning = exposed(config_file) if config_file is not None else None
+        if warning is not None and args.command != "doctor":  # the doctor has its own row for it
+            log.warning("config: %s", warning)
         if args.command == "check-config":
             _check(cfg)
             return 0
@@ -230,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return _run(args, cfg)
     except (ConfigError, AvatarError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)  # a rejected value may hold a key
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130

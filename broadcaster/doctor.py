@@ -14,6 +14,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from broadcaster.config import Config, ConfigError, OutputConfig, output_from_target
@@ -81,7 +82,8 @@ def run_doctor(cfg: Config, args: argparse.Namespace) -> int:
     if not args.timeout > 0:
         raise ConfigError(f"--timeout {args.timeout:g}: must be more than 0 seconds")
     outputs = [*cfg.outputs, *(output_from_target(t) for t in args.outputs)]
-    groups = plan(cfg, outputs, args.timeout, set(args.skip))
+    config_file = args.config if args.config is not None else Path("config.toml")
+    groups = plan(cfg, outputs, args.timeout, set(args.skip), config_file)
     results = asyncio.run(run_groups(groups, progress=None if args.json else _progress_console()))
     failed = any(r.result == "FAIL" for r in results)
     if args.json:
@@ -91,7 +93,13 @@ def run_doctor(cfg: Config, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def plan(cfg: Config, outputs: list[OutputConfig], timeout: float, skip: set[str]) -> list[Group]:
+def plan(
+    cfg: Config,
+    outputs: list[OutputConfig],
+    timeout: float,
+    skip: set[str],
+    config_file: Path | None = None,
+) -> list[Group]:
     """The groups of checks, in report order; a skipped group is one SKIP row."""
     builders = {
         "config": lambda: config_group(cfg, len(outputs), timeout),
@@ -100,7 +108,7 @@ def plan(cfg: Config, outputs: list[OutputConfig], timeout: float, skip: set[str
         "tts": lambda: VoiceChecks(cfg, timeout).group(),
         "llm": lambda: MindChecks(cfg, timeout).group(),
         "outputs": lambda: outputs_group(cfg, outputs, timeout),
-        "control": lambda: control_group(cfg, timeout),
+        "control": lambda: control_group(cfg, timeout, config_file),
         "voice_in": lambda: voice_in_group(cfg, timeout),
         "clock": lambda: clock_group(cfg, timeout),
         "store": lambda: store_group(cfg, timeout),

@@ -169,15 +169,32 @@ async def _font(cfg: Config) -> Outcome:
     return Outcome("OK", where + (", draws Chinese" if draws else ""))
 
 
-def control_group(cfg: Config, timeout: float) -> Group:
-    """[control]: the console's port is free and its token can be had."""
+def control_group(cfg: Config, timeout: float, config_file: Path | None = None) -> Group:
+    """[control]: the console's port is free and its token can be had; secrets are kept private."""
     return Group(
         "control",
         [
             Check("control port", partial(_control_port, cfg), timeout),
             Check("control token", partial(_control_token, cfg), timeout),
+            Check("config secrets", partial(_config_secrets, config_file), timeout),
         ],
     )
+
+
+async def _config_secrets(config_file: Path | None) -> Outcome:
+    return await in_thread(lambda: _config_verdict(config_file))
+
+
+def _config_verdict(config_file: Path | None) -> Outcome:
+    from broadcaster.control.exposure import exposed, readable_by_others  # noqa: PLC0415
+
+    if config_file is None or not config_file.is_file():
+        return Outcome("SKIP", "no config file")
+    warning = exposed(config_file)
+    if warning is not None:
+        return Outcome("WARN", warning)
+    private = "private" if not readable_by_others(config_file) else "holds no secrets"
+    return Outcome("OK", f"{config_file}: {private}")
 
 
 async def _control_port(cfg: Config) -> Outcome:

@@ -6,11 +6,13 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib.cbook
 import pytest
+from hypothesis import HealthCheck, settings
 
 from broadcaster.face.builder import build_avatar
 
@@ -25,6 +27,18 @@ def free_port() -> int:
 
 def grace_hopper() -> Path:
     return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+# the property tests (tests/test_bad_input_*): the same 100 examples every run, however slow the machine
+settings.register_profile(
+    "broadcaster",
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("broadcaster")
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +83,7 @@ http {{
   server {{
     listen 127.0.0.1:{self.stat_port};
     location /stat {{ rtmp_stat all; }}
+    location /control {{ rtmp_control all; }}
   }}
 }}
 """)
@@ -105,6 +120,13 @@ http {{
     def resume(self) -> None:
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGCONT)
+
+    def drop_publisher(self, name: str = "test") -> int:
+        """Drop the publisher of ``live/name`` as a lost connection would (the control module); how many
+        were dropped."""
+        url = f"http://127.0.0.1:{self.stat_port}/control/drop/publisher?app=live&name={name}"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return int(reply.read().decode() or 0)
 
     def recordings(self) -> list[Path]:
         return sorted(p for p in self.record_dir.glob("*.flv") if p.stat().st_size > 0)

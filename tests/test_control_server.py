@@ -285,17 +285,20 @@ async def test_healthz_is_200_when_every_component_is_ok_and_503_otherwise() -> 
     def boom() -> dict[str, Any]:
         raise RuntimeError("health is ill")
 
+    auth = {"Authorization": f"Bearer {TOKEN}"}
     async with running_server(health=lambda: components) as server:
-        status, headers, body = await get(server.url + "healthz")
+        status, headers, body = await get(server.url + "healthz", auth)
         assert status == 200 and headers["Content-Type"] == "application/json"
         doc = json.loads(body)
         assert doc["ok"] is True and doc["components"]["rtmp"]["state"] == "live"
         assert doc["components"]["control"]["ok"] is True
         components["rtmp"] = {"ok": False, "state": "retrying in 4s"}
-        status, _, body = await get(server.url + "healthz")
+        status, _, body = await get(server.url + "healthz", auth)
         assert status == 503 and json.loads(body)["components"]["rtmp"]["ok"] is False
+        status, _, body = await get(server.url + "healthz")  # a probe without the token: the verdict
+        assert status == 503 and json.loads(body) == {"ok": False}
     async with running_server(health=boom) as server:
-        status, _, body = await get(server.url + "healthz")
+        status, _, body = await get(server.url + "healthz", auth)
         assert status == 503 and "health is ill" in json.loads(body)["components"]["health"]["error"]
 
 

@@ -47,7 +47,10 @@ async def stats_reaching(page: Any, video: int, audio: int, within_s: float = 30
 
 
 def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as reply:
         for line in reply.read().decode().splitlines():
             if line.startswith(f"broadcaster_{name} "):
                 return float(line.split()[1])

@@ -8,7 +8,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from broadcaster.control.metrics import Metrics, TickRate, snapshot
-from tests.control_helpers import running_server
+from tests.control_helpers import TOKEN, running_server
 
 # the shape of StatusReporter.summary() with the show and chat stats merged in, plus the director's
 STATS: dict[str, Any] = {
@@ -148,7 +148,8 @@ def test_the_snapshot_is_small_and_skips_what_is_absent() -> None:
 
 async def test_metrics_are_served_with_the_servers_own_counters() -> None:
     async with running_server(stats=lambda: STATS) as server:
-        async with aiohttp.ClientSession() as http, http.get(server.url + "metrics") as r:
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        async with aiohttp.ClientSession() as http, http.get(server.url + "metrics", headers=bearer) as r:
             assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain; version=")
             s = parse(await r.read())
         assert one(s, "program_ticks_total") == 2500
@@ -161,7 +162,7 @@ async def test_a_failing_stats_callable_is_a_500_not_a_dead_server() -> None:
         raise KeyError("program")
 
     async with running_server(stats=broken) as server, aiohttp.ClientSession() as http:
-        async with http.get(server.url + "metrics") as r:
+        async with http.get(server.url + "metrics", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
             assert r.status == 500
         async with http.get(server.url + "healthz") as r:
             assert r.status == 200

@@ -186,6 +186,8 @@ class ShowCollector(Collector):
                 f.counter("tts_sentences", "Sentences asked of the engine.", e.get("sentences"), labels)
                 f.counter("tts_failures", "Engine failures.", e.get("failures"), labels)
                 f.counter("tts_timeouts", "Engine timeouts.", e.get("timeouts"), labels)
+                f.counter("tts_garbage", "Answers that were not speech.", e.get("garbage"), labels)
+                f.gauge("tts_failing", "Engine failures in a row (0: it speaks).", e.get("failing"), labels)
                 f.gauge(
                     "tts_first_audio_seconds",
                     "Median time to first audio.",
@@ -203,9 +205,15 @@ class ShowCollector(Collector):
         f.counter(
             "blocked_sentences", "Sentences the safety filter held back.", host.get("blocked_sentences")
         )
+        f.counter(
+            "avatar_load_failures",
+            "Avatars that could not be loaded.",
+            _dict(stats, "avatar").get("load_failures"),
+        )
         llm = _dict(stats, "llm")
         f.counter("llm_requests", "LLM requests.", llm.get("requests"))
         f.counter("llm_failures", "LLM requests that failed.", llm.get("failures"))
+        f.gauge("llm_failing", "LLM requests failed in a row (0: it answers).", llm.get("failing"))
         f.counter("llm_cancelled", "LLM requests cancelled.", llm.get("cancelled"))
         f.gauge(
             "llm_first_token_seconds", "Median time to the first token.", _sec(llm.get("first_token_p50_ms"))
@@ -265,6 +273,8 @@ class ShowCollector(Collector):
         f.counter(
             "control_events_dropped", "Events dropped for slow consoles.", control.get("events_dropped")
         )
+        f.counter("control_rate_limited", "Refused by a rate limit.", control.get("rate_limited"))
+        f.counter("control_refused", "WebSockets refused (Origin, cap).", control.get("refused"))
         preview = _dict(stats, "preview")
         f.counter("preview_frames", "Preview pictures published.", preview.get("frames"))
         f.counter("preview_frames_dropped", "Preview pictures dropped.", preview.get("frames_dropped"))

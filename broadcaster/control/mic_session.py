@@ -6,6 +6,8 @@ captured. It is told ``mic`` (state and mode), ``speech`` (speaking or not), ``t
 final text), ``barge_in`` and ``error`` events. One microphone at a time: a second console is told
 ``busy`` and closed (4409). A frame that cannot be audio is skipped and counted, never the end of the
 stream; events to a console that reads slowly are dropped, oldest first, never queued without bound.
+Frames past ``MAX_FRAMES_PER_S`` (twice the dashboard's 50 a second, with a burst of two seconds) are
+skipped with an error event; a client that keeps that up is closed (1008).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import orjson
@@ -21,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from broadcaster.control.limits import TokenBucket, client_address
 from broadcaster.listen.listener import Listener, MicBusy, MicLink
 from broadcaster.listen.vad import VadError
 
@@ -35,12 +38,15 @@ CLOSE_BUSY = 4409
 CLOSE_POLICY = 1008
 CLOSE_ERROR = 1011
 STALL_S = 2.0  # no audio this long (the dashboard sends all the time): what was being said is over
+MAX_FRAMES_PER_S = 100.0
+FRAME_BURST = 200
+STRIKE_WINDOW_S = 10.0  # FRAME_BURST frames skipped within this long close the connection
 
 
 class _MicStart(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    cmd: str = Field(pattern="^mic.start$")
+    cmd: Literal["mic.start"]
     rate: int = Field(ge=8000, le=48000)
 
 
@@ -54,6 +60,9 @@ class MicSession:
         self.authed = authed
         self.events: asyncio.Queue[str] = asyncio.Queue(EVENT_QUEUE)
         self.dropped = 0
+        self.address = client_address(ws)
+        self._frames = TokenBucket(MAX_FRAMES_PER_S, FRAME_BURST)
+        self._strikes = TokenBucket(FRAME_BURST / STRIKE_WINDOW_S, FRAME_BURST)
 
     def send(self, event: str, data: dict[str, Any]) -> None:
         """Queue an event for the console (the oldest is dropped when it reads too slowly)."""
@@ -105,9 +114,13 @@ class MicSession:
                 if request is None:
                     continue
                 if not self.authed:
+                    if self.server.addresses.locked(self.address):
+                        self.server.counts["rate_limited"] += 1
+                        await self.ws.close(CLOSE_POLICY, "too many wrong tokens from this address")
+                        return None
                     token = request.get("token") if request.get("cmd") == "auth" else None
                     if not isinstance(token, str) or not self.server.check_token(token):
-                        self.server.counts["auth_failures"] += 1
+                        self.server.auth_failed(self.address)
                         await self.ws.close(CLOSE_POLICY, "wrong token")
                         return None
                     self.authed = True
@@ -146,6 +159,14 @@ class MicSession:
                     message = await self.ws.recv()
             except TimeoutError:  # a console that stopped sending without closing: its turn ends here
                 self.listener.stalled(link)
+                continue
+            if not self._frames.take():
+                self.server.counts["rate_limited"] += 1
+                if not self._strikes.take():
+                    await self.ws.close(CLOSE_POLICY, "too many frames")
+                    return
+                message = f"more than {MAX_FRAMES_PER_S:g} frames a second: skipped"
+                self.send("error", {"code": "rate_limited", "message": message})
                 continue
             if isinstance(message, str):
                 request = self._json(message)

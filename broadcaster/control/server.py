@@ -5,6 +5,10 @@ upgrades. A console authenticates with the token (a first ``auth`` message, or a
 Bearer`` header or ``?token=`` query on the upgrade) and then sends commands, each answered by one
 reply; after ``subscribe`` it also receives the hub's events. Nothing a client sends can stop the
 server: a bad message gets an error reply, a failing command an ``internal`` error (logged).
+
+Before any of that, every request passes the gate: its address's request rate, the ``Host`` (on
+loopback), and for a WebSocket the ``Origin`` (a page of another site may not open the console in its
+visitor's browser), the number of consoles open and the address's failed authentications.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from websockets.http11 import Request, Response
 
 from broadcaster.control.backend import ShowControl
 from broadcaster.control.hub import EventHub
+from broadcaster.control.limits import AddressLimits, Limits, client_address
 from broadcaster.control.metrics import Metrics, snapshot
 from broadcaster.control.mic_session import MicSession
 from broadcaster.control.preview import PreviewSink
 from broadcaster.control.session import Session, perform
-from broadcaster.control.settings import ControlConfig, Token, is_loopback
+from broadcaster.control.settings import ControlConfig, Token, is_loopback, normal_origin
 from broadcaster.listen.listener import Listener
+from broadcaster.stream.rtc.settings import redact_text
 from broadcaster.stream.rtc.viewers import Viewers
 
 log = logging.getLogger(__name__)
@@ -103,9 +109,22 @@ class ControlServer:
         self.viewers = viewers
         self.listener = listener
         self.metrics = Metrics(self.figures)
-        self.counts = {"commands": 0, "errors": 0, "auth_failures": 0, "events_dropped": 0}
+        self.counts = {
+            "commands": 0,
+            "errors": 0,
+            "auth_failures": 0,
+            "events_dropped": 0,
+            "rate_limited": 0,
+            "refused": 0,
+        }
         self.sessions: set[Session] = set()
+        self.addresses = AddressLimits(
+            Limits(
+                cfg.connects_per_second, cfg.connect_burst, cfg.auth_failures_per_address, cfg.auth_lockout_s
+            )
+        )
         self._preauthed: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
+        self._open: weakref.WeakSet[ServerConnection] = weakref.WeakSet()  # /ws and /mic, upgrading or open
         self._files = {f.name: f for f in DASHBOARD.iterdir() if f.suffix in CONTENT_TYPES}
         self._server: Server | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -197,7 +216,8 @@ class ControlServer:
             components.update({k: dict(v) for k, v in (self._health() if self._health else {}).items()})
         except Exception as exc:
             log.exception("control: the health check failed")
-            components["health"] = {"ok": False, "state": "error", "error": f"{type(exc).__name__}: {exc}"}
+            error = redact_text(f"{type(exc).__name__}: {exc}")
+            components["health"] = {"ok": False, "state": "error", "error": error}
         ok = all(isinstance(c, Mapping) and c.get("ok") is True for c in components.values())
         return ok, {
             "ok": ok,
@@ -221,53 +241,140 @@ class ControlServer:
     # -- HTTP -----------------------------------------------------------------------------------------
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:  # noqa: PLR0911 (routes)
+        address = client_address(connection)
+        if not self.addresses.connect(address):
+            self.counts["rate_limited"] += 1
+            return response(http.HTTPStatus.TOO_MANY_REQUESTS, b"too many requests\n", "text/plain")
         url = urlsplit(request.path)
-        if is_loopback(self.cfg.host) and not _local_host(request.headers.get("Host", "")):
+        hosts = request.headers.get_all("Host")
+        if len(hosts) > 1 or (is_loopback(self.cfg.host) and not _local_host(hosts[0] if hosts else "")):
             # a page on another site that rebinds its name to 127.0.0.1 must not read the console
             return response(http.HTTPStatus.MISDIRECTED_REQUEST, b"wrong Host\n", "text/plain")
         if url.path in ("/ws", "/mic"):
-            given = self._upgrade_token(request, url.query)
-            if given is None:
-                return None
-            if not self.check_token(given):
-                self.counts["auth_failures"] += 1
-                return response(http.HTTPStatus.UNAUTHORIZED, b"wrong token\n", "text/plain")
-            self._preauthed.add(connection)
-            return None
+            return self._upgrade(connection, request, url.query, address)
         if url.path == "/healthz":
-            ok, body = self.health()
-            status = http.HTTPStatus.OK if ok else http.HTTPStatus.SERVICE_UNAVAILABLE
-            return response(status, orjson.dumps(body, default=str), "application/json")
+            return self._healthz(request, address)
         if url.path == "/metrics":
+            refused = self._http_auth(request, address, required=self.cfg.http_auth)
+            if refused is not None:
+                return refused
             try:
                 return response(http.HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE_LATEST)
             except Exception as exc:
                 log.exception("control: /metrics failed")
-                return response(http.HTTPStatus.INTERNAL_SERVER_ERROR, f"{exc}\n".encode(), "text/plain")
+                body = redact_text(f"{type(exc).__name__}: {exc}\n").encode()
+                return response(http.HTTPStatus.INTERNAL_SERVER_ERROR, body, "text/plain")
         name = "index.html" if url.path in ("/", "/index.html") else url.path.removeprefix("/static/")
         file = self._files.get(name) if name == "index.html" or url.path.startswith("/static/") else None
         if file is None:
             return response(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
         return response(http.HTTPStatus.OK, file.read_bytes(), CONTENT_TYPES[file.suffix], SECURITY_HEADERS)
 
+    def _upgrade(
+        self, connection: ServerConnection, request: Request, query: str, address: str
+    ) -> Response | None:
+        """The gate of a WebSocket: its Origin, the consoles open, the address's lockout, the token."""
+        if not self.origin_allowed(request.headers):
+            self.counts["refused"] += 1
+            log.warning("control: refused a WebSocket from %s: Origin not allowed", address)
+            return response(http.HTTPStatus.FORBIDDEN, b"cross-origin WebSocket refused\n", "text/plain")
+        if len(self._open) >= self.cfg.max_consoles:
+            self.counts["refused"] += 1
+            body = f"{self.cfg.max_consoles} consoles are connected (control.max_consoles)\n".encode()
+            return response(http.HTTPStatus.SERVICE_UNAVAILABLE, body, "text/plain")
+        locked = self.addresses.locked(address)
+        if locked:
+            return self._locked_out(locked)
+        given = self._bearer(request) or next(iter(parse_qs(query).get("token", [])), None)
+        if given is not None:
+            if not self.check_token(given):
+                self.auth_failed(address)
+                return response(http.HTTPStatus.UNAUTHORIZED, b"wrong token\n", "text/plain")
+            self._preauthed.add(connection)
+        self._open.add(connection)
+        return None
+
+    def _healthz(self, request: Request, address: str) -> Response:
+        """The status code for anyone (probes); the components' detail for the token holder."""
+        ok, body = self.health()
+        status = http.HTTPStatus.OK if ok else http.HTTPStatus.SERVICE_UNAVAILABLE
+        given = self._bearer(request) is not None
+        if given or not self.cfg.http_auth:
+            refused = self._http_auth(request, address, required=self.cfg.http_auth)
+            if refused is not None:
+                return refused
+            return response(status, orjson.dumps(body, default=str), "application/json")
+        return response(status, orjson.dumps({"ok": ok}), "application/json")
+
+    def _http_auth(self, request: Request, address: str, *, required: bool) -> Response | None:
+        """None when the request may see what it asked for, else the refusal (401 or 429)."""
+        if not required:
+            return None
+        locked = self.addresses.locked(address)
+        if locked:
+            return self._locked_out(locked)
+        given = self._bearer(request)
+        if given is not None and self.check_token(given):
+            return None
+        if given is not None:
+            self.auth_failed(address)
+        challenge = [("WWW-Authenticate", 'Bearer realm="broadcaster"')]
+        body = b"wrong token\n" if given is not None else b"send Authorization: Bearer <the console token>\n"
+        return response(http.HTTPStatus.UNAUTHORIZED, body, "text/plain", challenge)
+
+    def _locked_out(self, wait_s: float) -> Response:
+        self.counts["rate_limited"] += 1
+        body = b"too many wrong tokens from this address; try again later\n"
+        retry = [("Retry-After", str(max(1, round(wait_s))))]
+        return response(http.HTTPStatus.TOO_MANY_REQUESTS, body, "text/plain", retry)
+
     @staticmethod
-    def _upgrade_token(request: Request, query: str) -> str | None:
+    def _bearer(request: Request) -> str | None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-        tokens = parse_qs(query).get("token")
-        return tokens[0] if tokens else None
+        return None
+
+    def origin_allowed(self, headers: Headers) -> bool:
+        """Whether a WebSocket with these headers may open.
+
+        Yes with no Origin (not a browser), the console's own (the ``host:port`` of its ``Host``), or
+        one of ``allowed_origins``; no for any other, ``null`` (a sandboxed frame, a file) or several.
+        """
+        origins = headers.get_all("Origin")
+        if not origins:
+            return True
+        origin = normal_origin(origins[0]) if len(origins) == 1 else None
+        if origin is None:  # "null" (a sandboxed frame, a file), garbage, or several
+            return False
+        if origin in self.cfg.allowed_origins:
+            return True
+        hosts = headers.get_all("Host")
+        scheme = origin.split("://", 1)[0]
+        own = normal_origin(f"{scheme}://{hosts[0]}") if len(hosts) == 1 else None
+        return own is not None and origin == own
 
     def check_token(self, given: str) -> bool:
         """Whether ``given`` is the token (constant-time)."""
         return hmac.compare_digest(given.encode(), self._token.value.encode())
 
+    def auth_failed(self, address: str) -> None:
+        """Count a wrong token from ``address`` (towards its lockout)."""
+        self.counts["auth_failures"] += 1
+        self.addresses.failed(address)
+
     # -- WebSocket ------------------------------------------------------------------------------------
 
     async def _session(self, ws: ServerConnection) -> None:
-        if ws.request is not None and urlsplit(ws.request.path).path == "/mic":
-            await self._mic(ws)
-            return
+        try:
+            if ws.request is not None and urlsplit(ws.request.path).path == "/mic":
+                await self._mic(ws)
+                return
+            await self._console(ws)
+        finally:
+            self._open.discard(ws)
+
+    async def _console(self, ws: ServerConnection) -> None:
         session = Session(self, ws, authed=ws in self._preauthed)
         self.sessions.add(session)
         try:

@@ -1,8 +1,9 @@
 """One console's connection: its authentication, its commands (carried out on the show) and its events.
 
-Every message gets exactly one reply; a message that is not a valid request, or arrives before the
-token, changes nothing. Events are forwarded by one task per subscription, so a console that reads
-slowly only loses its own oldest events (and is told), while the show and the other consoles go on.
+Every message gets exactly one reply; a message that is not a valid request, arrives before the token,
+or comes faster than ``commands_per_second`` (``rate_limited``), changes nothing. Events are forwarded
+by one task per subscription, so a console that reads slowly only loses its own oldest events (and is
+told), while the show and the other consoles go on.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from broadcaster.control import protocol as p
 from broadcaster.control.backend import ShowControl
 from broadcaster.control.hub import ControlError, Subscription
+from broadcaster.control.limits import TokenBucket, client_address
+from broadcaster.stream.rtc.settings import redact_text
 from broadcaster.stream.rtc.viewers import ViewerError
 
 if TYPE_CHECKING:
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("broadcaster.control.server")
 
 PREVIEW_QUEUE = 4  # preview payloads queued per console: a slow one skips pictures, it does not lag
+STRIKE_WINDOW_S = 10.0  # command_burst refused messages within this long close the connection
+CLOSE_POLICY = 1008
 
 
 async def _maybe(value: Any) -> Any:
@@ -82,6 +88,10 @@ class Session:
         self._subs: list[Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.viewers: set[str] = set()  # the WebRTC previews this console started
+        self.address = client_address(ws)
+        cfg = server.cfg
+        self._commands = TokenBucket(cfg.commands_per_second, cfg.command_burst)
+        self._strikes = TokenBucket(cfg.command_burst / STRIKE_WINDOW_S, cfg.command_burst)
 
     @property
     def dropped(self) -> int:
@@ -99,14 +109,21 @@ class Session:
                     async with asyncio.timeout_at(None if self.authed else deadline):
                         message = await self.ws.recv()
                 except TimeoutError:
-                    await self.ws.close(1008, "authenticate first")
+                    await self.ws.close(CLOSE_POLICY, "authenticate first")
                     return
+                if not self._commands.take():
+                    self.server.counts["rate_limited"] += 1
+                    await self.ws.send(self._limited(message))
+                    if not self._strikes.take():
+                        await self.ws.close(CLOSE_POLICY, "too many commands")
+                        return
+                    continue
                 reply, subscribed = await self.answer(message)
                 await self.ws.send(reply)
                 if subscribed:
                     self._start_forwarding()
                 if self.failures >= cfg.max_auth_failures:
-                    await self.ws.close(1008, "too many failed authentications")
+                    await self.ws.close(CLOSE_POLICY, "too many failed authentications")
                     return
         except ConnectionClosed:
             return
@@ -154,7 +171,17 @@ class Session:
         except Exception as exc:
             server.counts["errors"] += 1
             log.exception("control: command failed")
-            return p.error(rid, "internal", f"{type(exc).__name__}: {exc}"), False
+            return p.error(rid, "internal", redact_text(f"{type(exc).__name__}: {exc}")), False
+
+    def _limited(self, message: str | bytes) -> str:
+        """The ``rate_limited`` reply (with the request's id when it has one)."""
+        rid: Any = None
+        if isinstance(message, str) and len(message) <= self.server.cfg.max_message_bytes:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                raw = orjson.loads(message)
+                rid = raw.get("id") if isinstance(raw, dict) else None
+        rate = self.server.cfg.commands_per_second
+        return p.error(rid, "rate_limited", f"more than {rate:g} commands a second: this one was not done")
 
     async def _watch(self, req: p.WatchOffer | p.WatchStop) -> dict[str, Any]:
         viewers = self.server.viewers
@@ -183,12 +210,19 @@ class Session:
                     await viewers.stop(vid)
 
     def _auth(self, req: p.Auth) -> str:
-        if self.server.check_token(req.token):
+        server = self.server
+        locked = server.addresses.locked(self.address)
+        if locked:  # the token is not even compared: guesses from this address wait out the lockout
+            self.failures += 1
+            server.counts["rate_limited"] += 1
+            message = f"too many wrong tokens from this address; try again in {locked:.0f} s"
+            return p.error(req.id, "rate_limited", message)
+        if server.check_token(req.token):
             self.authed = True
             return p.ok(req.id, {"authenticated": True})
         self.failures += 1
-        self.server.counts["auth_failures"] += 1
-        left = self.server.cfg.max_auth_failures - self.failures
+        server.auth_failed(self.address)
+        left = server.cfg.max_auth_failures - self.failures
         return p.error(req.id, "unauthorized", f"wrong token ({max(left, 0)} attempt(s) left)")
 
     def _subscribe(self, topics: Sequence[str]) -> None:

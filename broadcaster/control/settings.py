@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,25 @@ class ControlConfig(BaseModel):
     max_auth_failures: int = Field(5, ge=1, le=100)
     # seconds a new connection has to authenticate
     auth_timeout_s: float = Field(30.0, gt=0, le=3600)
+    # /metrics and the detailed /healthz body need the token (Authorization: Bearer); false serves them
+    # to anyone who reaches the port (a bare /healthz always answers its status with {"ok": ...})
+    http_auth: bool = True
+    # pages (besides the console's own, same host:port) allowed to open /ws and /mic, e.g.
+    # "https://console.example.org"; a WebSocket from any other Origin is refused (403)
+    allowed_origins: tuple[str, ...] = ()
+    # commands per console per second (a burst of command_burst passes); past it a message gets a
+    # "rate_limited" reply, and command_burst of those within 10 s close the connection (1008)
+    commands_per_second: float = Field(20.0, ge=1, le=10_000)
+    command_burst: int = Field(60, ge=1, le=100_000)
+    # /ws and /mic connections open at once (authenticated or not); more get 503
+    max_consoles: int = Field(16, ge=1, le=1000)
+    # requests per client address per second (a burst of connect_burst); past it 429
+    connects_per_second: float = Field(10.0, ge=0.1, le=10_000)
+    connect_burst: int = Field(60, ge=1, le=100_000)
+    # wrong tokens per client address (over any number of connections, HTTP included) before it is
+    # locked out; one more is allowed every auth_lockout_s / auth_failures_per_address seconds
+    auth_failures_per_address: int = Field(20, ge=1, le=10_000)
+    auth_lockout_s: float = Field(300.0, gt=0, le=86_400)
     # events queued per console before the oldest are dropped (and the console told)
     subscriber_queue: int = Field(512, ge=16, le=100_000)
     # seconds between the snapshots published on the "metrics" topic
@@ -50,6 +70,17 @@ class ControlConfig(BaseModel):
     preview_audio: bool = True
     preview_audio_rate: Literal[24000, 48000] = 24000
     preview_audio_chunk_ms: int = Field(100, ge=20, le=1000)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for origin in value:
+            normal = normal_origin(origin)
+            if normal is None:
+                raise ValueError(f"{origin!r} is not an origin like https://console.example.org[:port]")
+            out.append(normal)
+        return tuple(out)
 
 
 class TokenError(Exception):
@@ -63,6 +94,25 @@ class Token:
     value: str = field(repr=False)
     source: str = ""
     path: Path | None = None
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normal_origin(origin: str) -> str | None:
+    """``scheme://host[:port]`` in lower case without a default port, or None when it is not one."""
+    try:
+        parts = urlsplit(origin.strip().lower())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/"):
+        return None
+    if parts.query or parts.fragment or parts.username is not None:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    shown_port = "" if port in (None, DEFAULT_PORTS[parts.scheme]) else f":{port}"
+    return f"{parts.scheme}://{host}{shown_port}"
 
 
 def is_loopback(host: str) -> bool:

@@ -184,6 +184,9 @@ class Listener:
             log.error("voice in: speech recognition is unavailable: %s", exc)
             await engine.close()
             return
+        except BaseException:  # cancelled by ``close`` (or a bug): the half-open engine is closed too
+            await engine.close()
+            raise
         self.asr = engine
         log.info("voice in: speech recognition ready (%s)", self.cfg.asr.engine)
 

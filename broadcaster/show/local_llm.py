@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -61,6 +62,10 @@ class LocalLlmServer:
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._log: Any = None
+        # ``start`` runs in a worker thread that a cancelled await does not stop: ``close`` sets this,
+        # and the lock keeps it from slipping between the check and the spawn
+        self._closed = threading.Event()
+        self._spawning = threading.Lock()
 
     @property
     def base_url(self) -> str:
@@ -83,13 +88,19 @@ class LocalLlmServer:
             *("--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.cfg.local_context)),
             *("--n_threads", str(threads), "--verbose", "False"),
         ]
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
-        self._process = subprocess.Popen(args, stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL)
+        with self._spawning:
+            if self._closed.is_set():
+                raise LocalLlmError("the local model server was closed before it started")
+            self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+            process = subprocess.Popen(args, stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL)
+            self._process = process
         with contextlib.suppress(OSError):  # the render loop comes first: a slow reply beats a late frame
-            os.setpriority(os.PRIO_PROCESS, self._process.pid, NICE)
+            os.setpriority(os.PRIO_PROCESS, process.pid, NICE)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            code = self._process.poll()
+            if self._closed.is_set():
+                raise LocalLlmError("the local model server was closed while it started")
+            code = process.poll()
             if code is not None:
                 tail = self._tail()
                 self.close_blocking()
@@ -120,8 +131,10 @@ class LocalLlmServer:
         await asyncio.to_thread(self.close_blocking)
 
     def close_blocking(self) -> None:
-        """``close`` for callers without an event loop."""
-        process, self._process = self._process, None
+        """``close`` for callers without an event loop; a ``start`` still running gives up."""
+        self._closed.set()
+        with self._spawning:
+            process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()
             try:

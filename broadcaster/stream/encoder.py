@@ -315,3 +315,13 @@ class Encoder(TickEncoder):
         self._template.start_encoding()
         self.templates = StreamTemplates(video, audio)
         super().__init__(timing, video, audio, queue_ticks, "encoder")
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush as ``TickEncoder.close`` does, then close the template container once nothing encodes.
+
+        The template's streams stay readable (PyAV frees the format context only with the container),
+        so an output still opening a muxer from them is safe.
+        """
+        super().close(timeout)
+        if not self._thread.is_alive():
+            self._template.close()

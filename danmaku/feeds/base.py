@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, WebSocketException
 
+from broadcaster.stream.rtc.settings import redact_text
 from danmaku.events import HOST_FEED, ChatEvent
 
 log = logging.getLogger("danmaku.feed")
@@ -226,6 +227,7 @@ class SocketFeed(Feed):
             self.stats.state = "closed"
 
     def _failed(self, why: str) -> None:
+        why = redact_text(why)  # a URL in an error (InvalidURI, an HTTP error) may carry a key
         self.stats.last_error = why
         if self.stats.state == "live":
             self.stats.disconnects += 1

@@ -27,6 +27,7 @@ import aiohttp
 from pydantic import Field, model_validator
 from websockets.asyncio.client import ClientConnection
 
+from broadcaster.stream.rtc.settings import redact_text, redact_url
 from danmaku.events import ChatEvent, now_ms
 from danmaku.feeds import bilibili_packet as wire
 from danmaku.feeds.base import FeedAuthError, FeedConfig, FeedError, GarbageFrame, Sink, SocketFeed, loads
@@ -81,7 +82,7 @@ class BilibiliFeedConfig(FeedConfig):
             raise ValueError("room_id is required (or auth_body / auth_body_env for the open platform)")
         try:
             self.info_url.format(room_id=0)
-        except (LookupError, ValueError) as exc:
+        except (LookupError, ValueError, AttributeError, TypeError) as exc:  # {room_id.x}, {room_id[0]}
             raise ValueError(f"info_url may name only {{room_id}}: {exc!r}") from exc
         return self
 
@@ -168,7 +169,7 @@ class BilibiliFeed(SocketFeed):
                 cmd = cmd.partition(":")[0]
             mapper = MAPPERS.get(cmd)
             return None if mapper is None else mapper(msg, raw, received, gold)
-        except (ValueError, LookupError, TypeError, AttributeError, ArithmeticError) as exc:
+        except (ValueError, LookupError, TypeError, AttributeError, ArithmeticError, RecursionError) as exc:
             self.garbage(raw or body, f"unreadable {cmd or 'message'}: {type(exc).__name__}: {exc}")
             return None
 
@@ -220,7 +221,9 @@ class BilibiliFeed(SocketFeed):
                 raise TypeError("token is not a string")
             hosts = [_host_url(cfg.url, host) for host in data.get("host_list") or ()]
         except (aiohttp.ClientError, TimeoutError, ValueError, LookupError, TypeError, AttributeError) as exc:
-            log.warning("feed %s: no danmaku key from %s (%s); connecting anonymously", self.name, url, exc)
+            why = redact_text(str(exc))
+            shown = redact_url(url)
+            log.warning("feed %s: no danmaku key from %s (%s); connecting anonymously", self.name, shown, why)
             return ""
         if hosts and not cfg.urls and hosts != self._hosts:
             self._hosts, self._turn = hosts, 0

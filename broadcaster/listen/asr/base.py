@@ -360,13 +360,21 @@ class ThreadedEngine(AsrEngine):
     async def _load(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the worker thread, where the model it loads will be used.
 
-        If it fails the thread is stopped again: a failed ``open`` leaves nothing running.
+        If it fails, or is cancelled, the thread is stopped again: a failed ``open`` leaves nothing
+        running. A load cancelled while it ran still finishes on the thread; what it made (a decoder
+        child process) is handed to ``_discard``, since nobody else will ever see it.
         """
+        job = self._worker().submit(fn)
         try:
-            return await asyncio.wrap_future(self._worker().submit(fn))
+            return await asyncio.wrap_future(job)
         except BaseException:
-            await self.close()
+            await self.close()  # the worker has run (or dropped) the job once this returns
+            if job.done() and not job.cancelled() and job.exception() is None:
+                self._discard(job.result())
             raise
+
+    def _discard(self, loaded: object) -> None:
+        """Release what a cancelled ``_load`` made (the default: nothing to release)."""
 
     def _track(self, stream: S) -> S:
         self._streams.add(stream)

@@ -78,6 +78,10 @@ class PocketsphinxAsr(ThreadedEngine):
             self._decoder.close()
         self._decoder = None
 
+    def _discard(self, loaded: object) -> None:
+        if isinstance(loaded, DecoderProcess):
+            loaded.close()
+
 
 def _decoder(files: dict[str, Path]) -> DecoderProcess:
     try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from broadcaster.stream.encoder import EncodedPacket
+from broadcaster.stream.rtc.settings import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,8 @@ class PacketOutput(abc.ABC):
         return self._closing.wait(seconds)
 
     def fail(self, message: str) -> None:
-        """Count and log an error of this output."""
+        """Count and log an error of this output (URLs and credentials in it redacted)."""
+        message = redact_text(message)
         self.stats.errors += 1
         self.stats.last_error = message
         log.warning("%s %s: %s", self.kind, self.name, message)

@@ -8,9 +8,9 @@ starts over on it. The program and the other outputs never notice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import re
 import select
 import subprocess
 import sys
@@ -25,6 +25,8 @@ from broadcaster.stream.clock import ProgramClock
 from broadcaster.stream.encoder import EncodedPacket, StreamTemplates
 from broadcaster.stream.mux import PacketMuxer
 from broadcaster.stream.outputs.base import Backoff, EndOfStream, PacketOutput, pace
+from broadcaster.stream.outputs.rtmp_relay import URL_ENV
+from broadcaster.stream.rtc.settings import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +38,16 @@ class StalledError(OSError):
 
 
 def redact(url: str) -> str:
-    """The URL without its stream key (the last path part), for logs."""
-    return re.sub(r"(rtmps?://[^/]+/[^/]+/).+", r"\1***", url)
+    """The URL without its stream key (what follows the application), for logs."""
+    return redact_url(url)
 
 
 class PipeWriter:
-    """A file-like sink onto the relay's stdin that refuses to block longer than ``timeout``."""
+    """A file-like sink onto the relay's stdin that refuses to block longer than ``timeout``.
+
+    Once ``abandon``-ed it never touches the descriptor again: the relay's pipe may be closed and its
+    number reused by then, and a muxer closed late (or collected) must not write its trailer there.
+    """
 
     def __init__(self, process: subprocess.Popen[bytes], timeout: float, closing: threading.Event) -> None:
         assert process.stdin is not None
@@ -49,9 +55,16 @@ class PipeWriter:
         os.set_blocking(self._fd, False)
         self._timeout = timeout
         self._closing = closing
+        self._abandoned = False
+
+    def abandon(self) -> None:
+        """Refuse every later write (the relay is being killed)."""
+        self._abandoned = True
 
     def write(self, data: bytes) -> int:
-        """Write all of ``data`` or raise StalledError."""
+        """Write all of ``data`` or raise StalledError (BrokenPipeError once abandoned)."""
+        if self._abandoned:
+            raise BrokenPipeError("the relay was abandoned")
         view = memoryview(data)
         deadline = time.monotonic() + self._timeout
         while view:
@@ -68,13 +81,16 @@ class PipeWriter:
 
 
 class Relay:
-    """Owns one relay child process and the thread that reads what it says."""
+    """Owns one relay child process, its pipes and the thread that reads what it says."""
 
     def __init__(self, url: str) -> None:
         self.live = threading.Event()
         self.last_error = ""
+        # the URL holds the stream key: in the child's environment (private to this user), never on its
+        # command line (which every user of the machine can read)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "broadcaster.stream.outputs.rtmp_relay", url],
+            [sys.executable, "-m", "broadcaster.stream.outputs.rtmp_relay"],
+            env={**os.environ, URL_ENV: url},
             stdin=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -90,11 +106,15 @@ class Relay:
             if line == "live":
                 self.live.set()
             elif line:
-                self.last_error = line
-                log.debug("relay: %s", line)
+                self.last_error = redact_text(line)
+                log.debug("relay: %s", self.last_error)
 
     def finish(self, timeout: float) -> None:
-        """Close stdin (end of stream) and wait for the child; kill it when it does not exit in time."""
+        """Close stdin (end of stream) and reap the child, killed when it does not exit in time.
+
+        Its stderr pipe is closed once the reader has seen the end of it, so no descriptor outlives
+        the session.
+        """
         try:
             if self.process.stdin is not None:
                 self.process.stdin.close()
@@ -106,12 +126,20 @@ class Relay:
             self.process.kill()
             self.process.wait()
         self._reader.join(2.0)
+        if self.process.stderr is not None and not self._reader.is_alive():
+            self.process.stderr.close()
 
     def kill(self) -> None:
         """End the child now."""
         if self.process.poll() is None:
             self.process.kill()
         self.finish(2.0)
+
+
+def _close_abandoned(muxer: PacketMuxer) -> None:
+    """Close the container of a failed session; its trailer has nowhere to go, and is dropped."""
+    with contextlib.suppress(OSError, av.FFmpegError):
+        muxer.close()
 
 
 class RtmpOutput(PacketOutput):
@@ -142,13 +170,11 @@ class RtmpOutput(PacketOutput):
         relay = Relay(self.cfg.url)
         live_since: float | None = None
         clean = False
+        writer: PipeWriter | None = None
+        muxer: PacketMuxer | None = None
         try:
-            muxer = PacketMuxer(
-                PipeWriter(relay.process, self.cfg.stall_timeout_s, self._closing),  # type: ignore[arg-type]
-                "flv",
-                self._templates,
-                self._clock.timing,
-            )
+            writer = PipeWriter(relay.process, self.cfg.stall_timeout_s, self._closing)
+            muxer = PacketMuxer(writer, "flv", self._templates, self._clock.timing)  # type: ignore[arg-type]
             packet = first
             while True:
                 if pace(self._due(packet), self):
@@ -171,9 +197,13 @@ class RtmpOutput(PacketOutput):
                     raise
         except (OSError, ConnectionError, av.FFmpegError) as exc:
             reason = relay.last_error if relay.process.poll() is not None and relay.last_error else str(exc)
-            self.fail(f"connection lost: {reason}")
+            self.fail(f"connection lost: {redact_text(reason)}")
         finally:
             if not clean:
+                if writer is not None:
+                    writer.abandon()
+                if muxer is not None:
+                    _close_abandoned(muxer)
                 relay.kill()
         return 0.0 if live_since is None else time.monotonic() - live_since
 

@@ -4,17 +4,21 @@ PyAV opens network outputs while holding the GIL and without a timeout, so a ser
 TCP connection and then stalls would freeze a whole Python process. Here it can only freeze this child,
 which the parent watches through the pipe and replaces when it stops taking data.
 
-Usage: python -m broadcaster.stream.outputs.rtmp_relay URL
+Usage: BROADCASTER_RTMP_URL=URL python -m broadcaster.stream.outputs.rtmp_relay (the URL holds the
+stream key, so it comes in the environment, private to this user, not on the command line that every
+user of the machine can read; ``rtmp_relay URL`` still works by hand). Errors are printed without it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import av
 
 PROBE_OPTIONS = {"probesize": "4000000", "analyzeduration": "1000000"}
+URL_ENV = "BROADCASTER_RTMP_URL"
 
 
 def relay(url: str) -> int:
@@ -42,13 +46,16 @@ def relay(url: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the child process."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
+    url = args[0] if len(args) == 1 else os.environ.get(URL_ENV, "")
+    if len(args) > 1 or not url:
         print(__doc__, file=sys.stderr)
         return 2
     try:
-        return relay(args[0])
+        return relay(url)
     except (av.FFmpegError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        from broadcaster.stream.rtc.settings import redact_text  # noqa: PLC0415 (only on failure)
+
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr, flush=True)
         return 1
 
 

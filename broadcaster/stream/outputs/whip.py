@@ -23,7 +23,7 @@ from broadcaster.stream.rtc.encoder import RtcEncoder
 from broadcaster.stream.rtc.feed import PeerFeed, on_keyframe_request
 from broadcaster.stream.rtc.peer import configuration, sending_offer
 from broadcaster.stream.rtc.runtime import RtcRuntime
-from broadcaster.stream.rtc.settings import WhipOutputConfig, redact_url
+from broadcaster.stream.rtc.settings import WhipOutputConfig, redact_text, redact_url
 from broadcaster.stream.rtc.whip_http import WhipClient, WhipError
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ class WhipOutput:
         return output_status(self.kind, self.name, self.stats)
 
     def fail(self, message: str) -> None:
-        """Count and log an error of this output."""
+        """Count and log an error of this output (URLs and credentials in it redacted)."""
+        message = redact_text(message)
         self.stats.errors += 1
         self.stats.last_error = message
         log.warning("whip %s: %s", self.name, message)
@@ -155,9 +156,11 @@ class WhipOutput:
         finally:
             self._encoder.remove_sink(feed)
             self._count(feed, base)
-            if resource is not None:
-                await client.delete(resource)
-            await pc.close()
+            try:
+                if resource is not None:
+                    await client.delete(resource)
+            finally:  # cancelled mid-DELETE (a close that timed out): the peer still closes
+                await asyncio.shield(pc.close())
         return 0.0 if live_since is None else time.monotonic() - live_since
 
     async def _drain(self, feed: PeerFeed, limit_s: float = 3.0) -> None:
@@ -174,6 +177,7 @@ class WhipOutput:
         finally:
             for w in waits:
                 w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
 
     def _count(self, feed: PeerFeed, base: tuple[int, int, int]) -> None:
         self.stats.packets = base[0] + feed.stats.packets

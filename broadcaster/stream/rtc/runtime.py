@@ -51,7 +51,7 @@ class RtcRuntime:
         return await asyncio.wrap_future(self.submit(coro))
 
     def close(self, timeout: float = 5.0) -> None:
-        """Cancel what still runs there, then stop and close the loop."""
+        """Cancel what still runs there, join the loop's executor threads, then stop and close it."""
         if not self._thread.is_alive():
             return
 
@@ -60,6 +60,8 @@ class RtcRuntime:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.loop.shutdown_asyncgens()
+            await self.loop.shutdown_default_executor()
 
         try:
             self.submit(cancel_all()).result(timeout)
@@ -67,5 +69,7 @@ class RtcRuntime:
             log.warning("rtc: tasks did not end in %.0f s", timeout)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout)
-        if not self._thread.is_alive():
+        if self._thread.is_alive():
+            log.warning("rtc: the loop's thread did not end in %.0f s", timeout)
+        else:
             self.loop.close()

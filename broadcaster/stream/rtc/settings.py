@@ -89,13 +89,36 @@ class WhipOutputConfig(_Section):
         return self.token
 
 
-_SECRET_KEY = re.compile(r"token|secret|key|auth|pass|sign|sig$", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"token|secret|key|auth|pass|sign|sig$|cookie|credential", re.IGNORECASE)
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+_CREDENTIAL = re.compile(r"\b(bearer\s+|oauth:|PASS\s+)\S+", re.IGNORECASE)
+STREAM_KEY_SCHEMES = ("rtmp", "rtmps", "srt")
 
 
 def redact_url(url: str) -> str:
-    """A URL for logs: user:password dropped and secret-looking query values masked."""
-    parts = urlsplit(url)
+    """A URL for logs, replies and figures: user:password dropped, secret-looking query values masked.
+
+    For RTMP (and SRT) the stream key, what follows the application (``rtmp://host/app/KEY``), is
+    masked too. Every secret that leaves the process in a URL goes through here.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
     netloc = parts.netloc.rsplit("@", 1)[-1]
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     query = "&".join(f"{k}={'***' if _SECRET_KEY.search(k) else v}" for k, v in pairs)
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    path = parts.path
+    if parts.scheme.lower() in STREAM_KEY_SCHEMES:
+        app, _, key = path.lstrip("/").partition("/")
+        path = f"/{app}/***" if key else path
+    return urlunsplit(parts._replace(netloc=netloc, query=query, path=path))
+
+
+def redact_text(text: str) -> str:
+    """Free text (an error message, a status) with every URL in it redacted and credentials masked.
+
+    URLs go through ``redact_url``; ``Bearer x``, ``oauth:x`` and an IRC ``PASS x`` lose their ``x``.
+    """
+    text = _URL.sub(lambda m: redact_url(m.group(0)), text)
+    return _CREDENTIAL.sub(lambda m: m.group(1) + "***", text)
