@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import re
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from broadcaster.control.preview import PreviewSink
 from broadcaster.control.server import ControlServer
 from broadcaster.control.settings import TokenError, load_token
 from broadcaster.control.status import StatusReporter
-from broadcaster.face.avatar import load_avatar
+from broadcaster.face.avatar import AvatarError, load_avatar
 from broadcaster.face.backdrop import make_backdrop
 from broadcaster.face.compositor import Compositor
 from broadcaster.face.lipsync import create_lipsync
@@ -93,11 +94,22 @@ def build_desk(cfg: Config, show: Show, store: Store) -> ChatDesk:
     return ChatDesk(cfg.chat, cfg.feeds, store, rules)
 
 
-class Stages(Switchboard):
-    """The compositor's preloaded avatars, switched by moderators."""
+AVATAR_NAME = re.compile(r"\w[\w.-]*")
 
-    def __init__(self, compositor: Compositor) -> None:
+
+class Stages(Switchboard):
+    """The compositor's avatars, switched by moderators.
+
+    One that was not preloaded is loaded from ``avatar.dir`` when it is asked for (on the caller's
+    thread: the console runs this off the event loop). An avatar that cannot be loaded (missing,
+    corrupted) is an ``AvatarError``; the one on air stays.
+    """
+
+    def __init__(self, compositor: Compositor, cfg: Config | None = None) -> None:
         self.compositor = compositor
+        self.cfg = cfg
+        self.load_failures = 0
+        self.last_error = ""
 
     def avatars(self) -> list[str]:
         """The preloaded avatars."""
@@ -108,8 +120,46 @@ class Stages(Switchboard):
         return self.compositor.stage.name
 
     def switch_avatar(self, name: str) -> None:
-        """Put ``name`` on air at the next tick."""
+        """Put ``name`` on air at the next tick, loading it first when it was not preloaded."""
+        if name not in self.compositor.stages and self.cfg is not None:
+            if not AVATAR_NAME.fullmatch(name):
+                raise KeyError(f"no avatar {name!r}: a name is a folder under avatar.dir")
+            try:
+                avatar = load_avatar(self.cfg.resolve(self.cfg.avatar.dir), name)
+                self.compositor.add(avatar, self.cfg.avatar, self.cfg.avatar.chroma)
+            except AvatarError as exc:
+                self._failed(str(exc))
+                raise
+            except Exception as exc:  # a corrupted picture, cache or landmark file
+                self._failed(f"avatar {name!r} cannot be loaded: {type(exc).__name__}: {exc}")
+                raise AvatarError(self.last_error) from exc
         self.compositor.switch(name)
+
+    def stats(self) -> dict[str, Any]:
+        """The avatar on air, the loaded ones, and the loads that failed (for /healthz and /metrics)."""
+        return {
+            "on_air": self.avatar(),
+            "loaded": len(self.compositor.stages),
+            "load_failures": self.load_failures,
+            "last_error": self.last_error,
+        }
+
+    def _failed(self, message: str) -> None:
+        self.load_failures += 1
+        self.last_error = message[:300]
+        log.error("%s; %r stays on air", self.last_error, self.avatar())
+
+
+def failing_component(stats: dict[str, Any]) -> dict[str, Any]:
+    """A /healthz component for a service that fails call by call (a TTS engine, the LLM).
+
+    Not ok while its last calls failed; ok again at its first success.
+    """
+    failing = int(stats.get("failing", 0))
+    component: dict[str, Any] = {"ok": failing == 0, "state": "failing" if failing else "ok"}
+    if failing:
+        component.update(failing=failing, error=stats.get("last_error", ""))
+    return component
 
 
 class Broadcaster:
@@ -234,7 +284,8 @@ class Broadcaster:
         self.director.review = cfg.show.review
         self.scheduler = Scheduler(cfg.schedule, self._scheduled, timezone=cfg.show.schedule_timezone)
         personas = {cfg.persona.name: cfg.persona, **cfg.personas}
-        self.console = Console(self.director, personas, Stages(self.compositor), self.scheduler)
+        self.stages = Stages(self.compositor, cfg)
+        self.console = Console(self.director, personas, self.stages, self.scheduler)
         self.listener: Listener | None = None
         self.ear: ProgramEar | None = None
         if cfg.voice_in.enabled and cfg.control.enabled:  # the microphone comes in through the console
@@ -335,6 +386,12 @@ class Broadcaster:
             }
         for name, feed in self.desk.stats()["feeds"].items():
             out[f"feed:{name}"] = {"ok": feed["state"] not in ("backoff", "closed"), "state": feed["state"]}
+        out["avatar"] = {"ok": True, "state": "on air", **self.stages.stats()}
+        voice = self.show.chain.stats()
+        for name, engine in voice["engines"].items():
+            out[f"tts:{name}"] = failing_component(engine)
+        if self.show.host.llm is not None:
+            out["llm"] = failing_component(self.show.host.llm.stats())
         return out
 
     def _packets(self, seconds: float) -> int:
@@ -358,12 +415,14 @@ class Broadcaster:
                 self.timing,
                 c.segment_seconds,
                 self._packets(c.queue_seconds),
+                min_free_bytes=c.min_free_mb << 20,
             )
         encoder.add_sink(output)
         return output
 
     def _show_stats(self) -> dict[str, Any]:
         out = {**self.show.stats(), "chat": self.desk.stats(), "director": self.director.stats()}
+        out["avatar"] = self.stages.stats()
         if self.listener is not None:
             out["voice_in"] = self.listener.stats.as_dict()
         return out

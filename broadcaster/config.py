@@ -17,7 +17,7 @@ from broadcaster.control.settings import ControlConfig
 from broadcaster.face.look import BackgroundVideoConfig, ChromaConfig, OverlayConfig
 from broadcaster.listen.settings import VoiceInConfig
 from broadcaster.show.schedule import ScheduleEntry, zone
-from broadcaster.stream.rtc.settings import RtcConfig, WhipOutputConfig
+from broadcaster.stream.rtc.settings import RtcConfig, WhipOutputConfig, redact_text
 from danmaku.config import ChatConfig
 from danmaku.feeds import FeedConfigs
 
@@ -318,6 +318,9 @@ class RecordOutputConfig(_Section):
     path: str
     segment_seconds: int = Field(3600, ge=10, le=86400)
     queue_seconds: float = Field(10.0, ge=0.5, le=120.0)
+    # below this much free space the recorder stops (its segment closed while it still can be) and
+    # says so in /healthz; it goes on, in a new segment, once there is half as much again
+    min_free_mb: int = Field(512, ge=0, le=1_000_000)
 
     @field_validator("path")
     @classmethod
@@ -406,6 +409,8 @@ def read_toml(path: Path, error: type[Exception]) -> dict[str, Any]:
         raise error(f"{path}: cannot read: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{path}: not valid TOML: {exc}") from exc
+    except RecursionError:
+        raise error(f"{path}: not valid TOML: nested too deeply") from None
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -417,6 +422,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError:  # tomllib reads nested arrays and tables recursively, without a limit
+        raise ConfigError(f"--set {key.strip()}: the value is nested too deeply") from None
     return key.strip().split("."), value
 
 
@@ -426,20 +433,22 @@ def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
     for i, part in enumerate(path):
         last = i == len(path) - 1
         if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
+            # ASCII digits only: "²".isdigit() holds, and int() refuses it (and 5000 digits)
+            index = int(part) if part.isascii() and part.isdigit() and len(part) <= 9 else len(node)
+            if index >= len(node):
                 raise ConfigError(
                     f"--set {'.'.join(path)}: {part!r} is not an index of a list of {len(node)}"
                 )
             if last:
-                node[int(part)] = value
+                node[index] = value
             else:
-                node = node[int(part)]
+                node = node[index]
         elif last:
             node[part] = value
         else:
             node = node.setdefault(part, {})
-            if not isinstance(node, dict | list):
-                raise ConfigError(f"--set {'.'.join(path)}: {part!r} holds a value, not a table")
+        if not last and not isinstance(node, dict | list):  # feeds.0.x where feeds = [1]
+            raise ConfigError(f"--set {'.'.join(path)}: {part!r} holds a value, not a table")
 
 
 PASSTHROUGH_MARGIN_MS = 100  # a 20-40 ms block and a tick, plus network jitter, before its tick is drawn
@@ -451,9 +460,9 @@ _SECRET = re.compile(r"token|auth|cookie|key|secret|password", re.IGNORECASE)
 
 def _shown(key: str, value: Any) -> str:
     """A value for an error message, with secrets (tokens, auth bodies, cookies) masked."""
-    if isinstance(value, dict):
-        return repr({k: "***" if _SECRET.search(str(k)) else v for k, v in value.items()})
-    return "***" if _SECRET.search(key.rsplit(".", 1)[-1]) and value else repr(value)
+    if isinstance(value, dict):  # URLs in it lose their stream keys and passwords too
+        return redact_text(repr({k: "***" if _SECRET.search(str(k)) else v for k, v in value.items()}))
+    return "***" if _SECRET.search(key.rsplit(".", 1)[-1]) and value else redact_text(repr(value))
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -481,8 +490,12 @@ def load_config(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) 
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ConfigError(f"{path}: no such config file") from exc
+        except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, not UTF-8
+            raise ConfigError(f"{path}: cannot read: {exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        except RecursionError:  # tomllib has no nesting limit of its own
+            raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
         base = path.resolve().parent
     for item in overrides:
         apply_override(data, *parse_override(item))

@@ -52,3 +52,21 @@ class Histogram:
             if seen >= rank:
                 return float(i + self.lo)
         return float(len(self._counts) - 1 + self.lo)
+
+    def copy(self) -> Histogram:
+        """A snapshot of the counts so far."""
+        out = Histogram.__new__(Histogram)
+        out.lo, out._counts, out.total = self.lo, list(self._counts), self.total
+        return out
+
+    def since(self, earlier: Histogram) -> Histogram:
+        """The values added after ``earlier`` (a ``copy`` of this histogram) was taken."""
+        out = self.copy()
+        out._counts = [now - then for now, then in zip(self._counts, earlier._counts, strict=True)]
+        out.total = self.total - earlier.total
+        return out
+
+    def max(self) -> float | None:
+        """The highest value's bin (None when empty)."""
+        top = next((i for i in range(len(self._counts) - 1, -1, -1) if self._counts[i]), None)
+        return None if top is None else float(top + self.lo)

@@ -54,7 +54,13 @@ _COLUMNS = (
 )
 
 Update = tuple[int, Decision, str]  # (seq, decision, reason)
-_UNWRITABLE = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError, OverflowError)
+_UNWRITABLE = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    OverflowError,
+    UnicodeEncodeError,  # a lone surrogate ("\ud800") that a lenient JSON parser let through
+)
 _DELETE = "DELETE FROM chat_events WHERE seq > ? AND seq <= ? AND decision != 'queued'"
 _CLEAR_RAW = "UPDATE chat_events SET raw = '' WHERE seq > ? AND seq <= ? AND raw != ''"
 
@@ -103,6 +109,11 @@ def _int(value: object) -> int:
 
 def _str(value: object, limit: int = 200) -> str:
     return value[:limit] if type(value) is str else str(value)[:limit]
+
+
+def _encodable(value: object) -> object:
+    """A string with what UTF-8 cannot hold (lone surrogates) replaced by "?"; anything else as is."""
+    return value.encode("utf-8", "replace").decode("utf-8") if isinstance(value, str) else value
 
 
 def _real(value: object) -> float:
@@ -189,6 +200,9 @@ class ChatLog:
                     conn.execute("SAVEPOINT batch")
                     try:
                         conn.executemany(_INSERT, batch)
+                    except UnicodeEncodeError:  # written with the unencodable characters replaced
+                        conn.execute("ROLLBACK TO batch")
+                        conn.executemany(_INSERT, [tuple(map(_encodable, row)) for row in batch])
                     except _UNWRITABLE:
                         conn.execute("ROLLBACK TO batch")
                         failed.append(n)

@@ -37,6 +37,12 @@ async def speech_server_handler(request: web.Request) -> web.StreamResponse:
     return web.Response(body=SPEECH.tobytes())
 
 
+async def hang(request: web.Request) -> web.StreamResponse:
+    """A speech server that never answers."""
+    await asyncio.sleep(30)
+    return web.Response()
+
+
 async def collect(
     chain: TtsChain, text: str, cache: bool = False
 ) -> tuple[np.ndarray, list[str], list[bool]]:
@@ -68,10 +74,6 @@ def test_a_failing_engine_hands_the_sentence_to_the_next() -> None:
 
 
 def test_an_engine_that_never_answers_times_out_to_the_next() -> None:
-    async def hang(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(30)
-        return web.Response()
-
     async def main() -> float:
         async with serve(hang) as silent, serve(speech_server_handler) as good:
             chain = TtsChain([openai_engine(silent), sovits_engine(good)], 0.3, 10.0)
@@ -86,6 +88,25 @@ def test_an_engine_that_never_answers_times_out_to_the_next() -> None:
             return elapsed
 
     assert asyncio.run(main()) < 3
+
+
+def test_an_engine_failing_twice_rests_behind_the_others_then_is_tried_again(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        async with serve(hang) as silent, serve(speech_server_handler) as good:
+            chain = TtsChain([openai_engine(silent), sovits_engine(good)], 0.3, 10.0)
+            for _ in range(2):  # two timeouts in a row
+                assert set((await collect(chain, "hello there."))[1]) == {"gpt_sovits"}
+            assert [e.name for e in chain.order()] == ["gpt_sovits", "openai"]
+            started = time.monotonic()
+            assert set((await collect(chain, "hello again."))[1]) == {"gpt_sovits"}
+            assert time.monotonic() - started < 0.25, "a resting engine costs no timeout"
+            assert chain.engine_stats["openai"].timeouts == 2
+            monkeypatch.setattr(time, "monotonic", lambda: 1e12)  # its rest is over: it is tried first
+            assert [e.name for e in chain.order()] == ["openai", "gpt_sovits"]
+            for engine in chain.engines:
+                await engine.aclose()
+
+    asyncio.run(main())
 
 
 def test_when_no_engine_can_speak_the_sentence_is_reported_not_dropped_silently() -> None:

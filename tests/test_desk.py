@@ -166,6 +166,22 @@ async def test_hostile_values_are_logged_without_failing_their_batch(tmp_path: P
     store.close()
 
 
+async def test_a_lone_surrogate_is_logged_with_its_batch(tmp_path: Path) -> None:
+    """A lenient JSON parser lets "\\ud800" through; SQLite cannot encode it: the row is kept, with "?"."""
+    store = Store(tmp_path / "s.sqlite3")
+    d = desk(store)
+    now = now_ms()
+    odd = ChatEvent("s", "json", "chat", now, User("1", "amy\ud800"), "tea\udfff?", received_at=now)
+    fine = ChatEvent("f", "json", "chat", now, User("2", "bob"), "多少钱？", received_at=now)
+    await d.accept_logged([odd, fine])
+    assert d.log_failures == 0
+    rows = {r.event.id: r.event for r in await ChatLog(store).recent()}
+    assert set(rows) == {"s", "f"}
+    assert rows["s"].text == "tea??"
+    assert rows["s"].user.name == "amy?"
+    store.close()
+
+
 async def test_a_batch_that_cannot_be_written_fails_alone(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite3")
     d = desk(store)

@@ -95,6 +95,14 @@ class Compositor:
         """Where the avatar on air stands."""
         return self.stage.rect
 
+    def add(self, avatar: Avatar, cfg: AvatarConfig, chroma: ChromaConfig | None = None) -> None:
+        """Make ``avatar`` a stage that ``switch`` can put on air (built here, on the caller's thread)."""
+        chroma = chroma or ChromaConfig()
+        stage = Stage(avatar, self.size, cfg, ChromaKey(chroma) if chroma.applies_to(avatar.name) else None)
+        with self._lock:
+            self.stages = {**self.stages, avatar.name: stage}
+        log.info("avatar %r (%s) loaded at x=%d y=%d %dx%d", stage.name, stage.kind, *stage.rect)
+
     def switch(self, name: str) -> None:
         """Put preloaded avatar ``name`` on air from the next tick; KeyError names the preloaded ones."""
         if name not in self.stages:

@@ -9,6 +9,7 @@ when a moderator approves it (as written, or edited); rejected, it is dropped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from broadcaster.config import PersonaConfig
 from broadcaster.control.backend import SayMode
 from broadcaster.control.hub import ControlError
+from broadcaster.face.avatar import AvatarError
 from broadcaster.show.agenda import Item, Place
 from broadcaster.show.director import Director
 from broadcaster.show.persona import Persona
@@ -204,11 +206,13 @@ class Console:
     # -- switches ----------------------------------------------------------------------------------
 
     async def switch_avatar(self, name: str) -> dict[str, Any]:
-        """Put a preloaded avatar on air."""
+        """Put an avatar on air: a preloaded one at once, another once it is loaded from disk."""
         try:
-            self.switchboard.switch_avatar(name)
+            await asyncio.to_thread(self.switchboard.switch_avatar, name)
         except KeyError as exc:
             raise ControlError("not_found", str(exc.args[0]) if exc.args else name) from None
+        except AvatarError as exc:
+            raise ControlError("bad_avatar", str(exc)) from None
         self._state_changed(avatar=name)
         return {"avatar": name}
 

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEEP_DAYS = 30  # closed items and the on-air log are kept this long (pruned at each start)
+REPLY_RETRIES = 1  # a chat reply whose LLM call failed before a word was said is tried again once...
+REPLY_RETRY_S = 2.0  # ...after this long (a blip of the model server; a longer outage fails it)
 POLL_S = 0.02  # how often a boundary looks whether the sentence before it went on air (half a tick)
 
 
@@ -161,7 +163,8 @@ class Director:
             return Airing(item.lane, item=item)
         if self.chat is not None and self.desk is not None and self.desk.pacer.stale(self.chat):
             self._drop_chat(self.chat, "stale")
-        if self.chat is not None and self.chat_answering and LANES.index("chat") < limit:
+        waiting = self.chat is not None and self.chat.not_before > time.monotonic()
+        if self.chat is not None and self.chat_answering and LANES.index("chat") < limit and not waiting:
             candidate, self.chat = self.chat, None
             return Airing("chat", candidate=candidate)
         return None
@@ -349,6 +352,15 @@ class Director:
             if self.closing:
                 self._chat_free.set()
             elif why_not == "interrupted" and not airing.heard(self.show.speaker.track):
+                self._put_back(candidate)
+            elif (
+                why_not == "reply_failed"
+                and candidate.retries < REPLY_RETRIES
+                and not airing.heard(self.show.speaker.track)
+            ):
+                candidate.retries += 1  # the LLM failed before a word was said: once more, soon
+                candidate.not_before = time.monotonic() + REPLY_RETRY_S
+                log.warning("the reply failed before a word was said; trying again in %g s", REPLY_RETRY_S)
                 self._put_back(candidate)
             else:
                 self.desk.done(candidate, why_not is None, why_not or "")

@@ -123,20 +123,32 @@ class Host:
         assert self.llm is not None and self.persona is not None
         splitter = self._splitter()
         budget = self.persona.cfg.reply_max_chars
-        async with contextlib.aclosing(self.llm.stream(messages)) as tokens:
-            async for token in tokens:
-                if reply.first_token_at is None:
-                    reply.first_token_at = time.monotonic()
-                for sentence in splitter.feed(token):
-                    allowed = self._allowed(sentence, "llm", reply)
-                    if allowed:
-                        if reply.first_sentence_at is None:
-                            reply.first_sentence_at = time.monotonic()
-                        budget -= len(allowed)
-                        yield allowed
-                    if budget <= 0:
-                        log.info("reply %s reached persona.reply_max_chars; the rest is not said", reply.tag)
-                        return
+        try:
+            async with contextlib.aclosing(self.llm.stream(messages)) as tokens:
+                async for token in tokens:
+                    if reply.first_token_at is None:
+                        reply.first_token_at = time.monotonic()
+                    for sentence in splitter.feed(token):
+                        allowed = self._allowed(sentence, "llm", reply)
+                        if allowed:
+                            if reply.first_sentence_at is None:
+                                reply.first_sentence_at = time.monotonic()
+                            budget -= len(allowed)
+                            yield allowed
+                        if budget <= 0:
+                            log.info(
+                                "reply %s reached persona.reply_max_chars; the rest is not said", reply.tag
+                            )
+                            return
+        except LlmError as exc:
+            if reply.first_sentence_at is None:
+                raise
+            # the model failed halfway (a stall, a dropped stream): what it wrote whole is said, the
+            # unfinished sentence is not, and the reply ends there instead of being cut off on air
+            reply.error = str(exc)
+            self.stats.failed += 1
+            log.warning("reply %s stopped after its sentences so far: %s", reply.tag, exc)
+            return
         for sentence in splitter.flush():
             allowed = self._allowed(sentence, "llm", reply)
             if allowed and budget > 0:

@@ -21,6 +21,7 @@ import openai
 
 from broadcaster.config import LlmConfig
 from broadcaster.latency import RecentLatency
+from broadcaster.stream.rtc.settings import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class LlmClient:
         )
         self.requests = 0
         self.failures = 0
+        self.failing = 0  # failed requests in a row: 0 once a reply streams to its end
+        self.last_error = ""
         self.cancelled = 0
         self.first_token = RecentLatency()
 
@@ -52,6 +55,8 @@ class LlmClient:
         return {
             "requests": self.requests,
             "failures": self.failures,
+            "failing": self.failing,
+            "last_error": self.last_error,
             "cancelled": self.cancelled,
             "first_token_p50_ms": self.first_token.p50(),
         }
@@ -76,27 +81,37 @@ class LlmClient:
                 first = await self._next_text(iterator)
             self.first_token.add((time.monotonic() - started) * 1000)
             if first is None:
+                self.failing = 0
                 return
             yield first
             while True:
                 async with asyncio.timeout(self.cfg.timeout_s):
                     text = await self._next_text(iterator)
                 if text is None:
+                    self.failing = 0
                     return
                 yield text
+        except GeneratorExit:  # the reader had enough (a length budget): the model was working
+            self.failing = 0
+            raise
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
         except TimeoutError as exc:
-            self.failures += 1
-            raise LlmError(f"{self.base_url}: no tokens in time") from exc
+            raise self._failed(f"{self.base_url}: no tokens in time") from exc
         except openai.APIError as exc:
-            self.failures += 1
-            raise LlmError(f"{self.base_url}: {exc}") from exc
+            raise self._failed(f"{self.base_url}: {exc}") from exc
         finally:
             if stream is not None:
                 with contextlib.suppress(Exception):
                     await stream.close()
+
+    def _failed(self, message: str) -> LlmError:
+        message = redact_text(message)  # base_url may carry a password or a key in its query
+        self.failures += 1
+        self.failing += 1
+        self.last_error = message[:300]
+        return LlmError(message)
 
     async def warm_up(self, messages: Sequence[Message]) -> None:
         """Have the server read ``messages`` once (one token out); failures only log.

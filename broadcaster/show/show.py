@@ -131,7 +131,7 @@ class Show:
             return (None, speech) if speech is not None else ("interrupted", None)
         await self.start_llm()
         reply = await self.host.reply(self.question(candidate), gate=gate)
-        if reply.error:
+        if reply.error and reply.speech is None:  # a model that failed halfway still said its part
             return "reply_failed", None
         if reply.cancelled or reply.speech is None:
             return "interrupted", None

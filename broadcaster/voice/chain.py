@@ -19,10 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broadcaster.latency import RecentLatency
+from broadcaster.voice.audio_guard import AudioGuard, GarbageAudio
 from broadcaster.voice.cache import AudioCache
 from broadcaster.voice.tts.base import TtsChunk, TtsEngine, TtsError
 
 log = logging.getLogger(__name__)
+
+REST_AFTER = 2  # failures in a row before an engine rests behind the others
+REST_S = 5.0
+REST_MAX_S = 60.0
 
 
 @dataclass
@@ -32,6 +37,10 @@ class EngineStats:
     sentences: int = 0
     failures: int = 0
     timeouts: int = 0
+    garbage: int = 0  # answers that were not speech (see audio_guard)
+    failing: int = 0  # failures in a row: 0 once it speaks a sentence again
+    last_error: str = ""
+    resting_until: float = 0.0  # monotonic: until then it is tried after the others
     first_audio: RecentLatency = field(default_factory=RecentLatency)
 
     def as_dict(self) -> dict[str, Any]:
@@ -40,6 +49,9 @@ class EngineStats:
             "sentences": self.sentences,
             "failures": self.failures,
             "timeouts": self.timeouts,
+            "garbage": self.garbage,
+            "failing": self.failing,
+            "last_error": self.last_error,
             "first_audio_p50_ms": self.first_audio.p50(),
         }
 
@@ -85,10 +97,15 @@ class TtsChain:
         return out
 
     def order(self, prefer: str | None = None) -> list[TtsEngine]:
-        """The engines in the order they are tried: ``prefer`` (an engine's name) first, then the rest."""
-        if prefer is None:
-            return self.engines
-        return sorted(self.engines, key=lambda e: e.name != prefer)
+        """The engines in the order they are tried: ``prefer`` (an engine's name) first, then the rest.
+
+        An engine that failed ``REST_AFTER`` times in a row rests: it is tried after the others (so a
+        hanging server does not cost every sentence its timeout) until its rest is over, then first
+        again; each failure after that doubles its rest, up to ``REST_MAX_S``.
+        """
+        engines = self.engines if prefer is None else sorted(self.engines, key=lambda e: e.name != prefer)
+        now = time.monotonic()
+        return sorted(engines, key=lambda e: self.engine_stats[e.name].resting_until > now)
 
     async def speak(
         self, text: str, *, cache: bool = False, prefer: str | None = None
@@ -114,6 +131,11 @@ class TtsChain:
                         chunks.append(chunk)
             except TtsError as exc:
                 stats.failures += 1
+                stats.failing += 1
+                stats.last_error = str(exc)[:300]
+                if stats.failing >= REST_AFTER:
+                    rest = min(REST_MAX_S, REST_S * 2 ** (stats.failing - REST_AFTER))
+                    stats.resting_until = time.monotonic() + rest
                 errors.append(f"{engine.name}: {exc}")
                 nxt = engines[position + 1].name if position + 1 < len(engines) else None
                 log.warning(
@@ -127,6 +149,7 @@ class TtsChain:
                     self.fallbacks += 1
                 sent_any = sent_any or bool(chunks)
                 continue
+            stats.failing, stats.resting_until = 0, 0.0
             if cache and self.cache is not None and chunks:
                 await asyncio.to_thread(self.cache.put, key, chunks)
             return
@@ -138,6 +161,7 @@ class TtsChain:
     ) -> AsyncGenerator[TtsChunk, None]:
         started = time.monotonic()
         stream = engine.stream(text)
+        guard = AudioGuard(text)
         first = True
         try:
             while True:
@@ -157,6 +181,11 @@ class TtsChain:
                     raise
                 except Exception as exc:  # an engine's bug must not stop the show
                     raise TtsError(f"{type(exc).__name__}: {exc}") from exc
+                try:
+                    guard.check(chunk.pcm, chunk.rate)
+                except GarbageAudio as exc:
+                    stats.garbage += 1
+                    raise TtsError(f"it returned garbage audio: {exc}") from exc
                 if first:
                     stats.first_audio.add((time.monotonic() - started) * 1000)
                     first = False

@@ -27,6 +27,8 @@ class Candidate:
     order: int = 0  # arrival order, set by the pacer
     names: list[str] = field(default_factory=list)
     host: bool = False  # the host's own words (the console's microphone), never a viewer's
+    retries: int = 0  # replies tried again after the LLM failed
+    not_before: float = 0.0  # monotonic: a retry waits until then
 
     @property
     def event(self) -> ChatEvent:
