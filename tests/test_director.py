@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.fault_kit import FaultyLlm
+from bench.voice_show import until
 from broadcaster.control.hub import ControlError
 from broadcaster.listen.passthrough import LiveVoice
+from danmaku.chatlog import ChatLog
 from tests.director_rig import Rig, rig, talk
+from tests.http_servers import serve
 from tests.openai_double import ScriptedLlm
 
 A = [
@@ -309,3 +313,29 @@ async def test_the_moderators_live_voice_cuts_the_script_which_resumes_after_it(
         assert heard[len(before)] in A, heard  # the script resumes
         said = await r.store.read(lambda c: c.execute("select lane, text from on_air").fetchall())
         assert ("moderator", "a word from the moderator") in [tuple(row) for row in said]
+
+
+async def test_a_reply_whose_model_failed_before_a_word_is_tried_once_more(tmp_path: Path) -> None:
+    """A blip of the model server (one 500) costs the viewer a retry, not their answer; a longer outage
+    fails the reply once the retry failed too, and the chat log says why."""
+    llm = FaultyLlm(mode="error")
+    async with serve(llm.handle) as base:
+        url = base + "/v1"
+        async with rig(tmp_path, SCRIPTS, "persona.memory_turns=0", llm_url=url, chat=True) as r:
+            await r.comment("amy", "what tea is this?")
+            await until(lambda: llm.requests >= 1, 10, "the first try")
+            llm.mode = "ok"  # back before the retry (director.REPLY_RETRY_S later)
+            heard = await r.heard(lambda h: any(s.startswith("Thanks for asking") for s in h))
+            assert llm.requests == 2, "answered by the one retry"
+            assert heard[0].startswith("Thanks for asking")
+        llm.mode, llm.requests = "error", 0
+        async with rig(tmp_path / "down", SCRIPTS, llm_url=url, chat=True) as r:
+            await r.comment("bob", "is it fresh?")
+            assert r.desk is not None
+            await until(lambda: llm.requests >= 2, 15, "the retry")
+            await asyncio.sleep(1.0)
+            rows = await ChatLog(r.store).recent(10)
+            assert [(x.decision, x.reason) for x in rows if x.event.text == "is it fresh?"] == [
+                ("dropped", "reply_failed")
+            ]
+            assert llm.requests == 2 and r.player.heard == []
