@@ -111,6 +111,11 @@ def rows(workdir: Path, sql: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
+def _logged_comments(workdir: Path) -> int:
+    sql = "SELECT count(*) FROM chat_events WHERE text LIKE 'comment % before the fault%'"
+    return int(rows(workdir, sql)[0][0])
+
+
 def _said(workdir: Path) -> list[str]:
     return [str(r[0]) for r in rows(workdir, "SELECT text FROM on_air WHERE lane = 'script' ORDER BY seq")]
 
@@ -136,20 +141,20 @@ async def process_fault(workdir: Path, sig: signal.Signals, avatar_dir: str) -> 
             await relay.wait_for(lambda: relay.clients >= 1, 30)
             texts = [f"comment {i} before the fault, is it fresh" for i in range(COMMENTS)]
             await relay.push(*(plain_frame(f"viewer{i}", t) for i, t in enumerate(texts)))
+            await wait_for(lambda: _now(_logged_comments(workdir) >= COMMENTS), 30, "the comments logged")
             await first.command("script.start", script=TALK)
             await first.command("script.start", script=QUEUED)
             await wait_for(lambda: _now(len(_said(workdir)) >= 2), 60, "the talk on air")
-            logged = rows(
-                workdir, "SELECT count(*) FROM chat_events WHERE text LIKE 'comment % before the fault%'"
-            )
+            logged = _logged_comments(workdir)
             queued = [r for r in _open_items(workdir) if QUEUED in str(r[2])]
-            on_air_before = _said(workdir)
+            said_before = _said(workdir)
             first.process.send_signal(sig)
             stopped = time.monotonic()
             code = await asyncio.to_thread(first.process.wait, 30)
             exit_s = time.monotonic() - stopped
         finally:
             first.stop()
+        on_air_before = _said(workdir)  # what the log holds once it ended: a restart must go on from it
         lost: list[str] = []
         notes = [f"exit {code} in {exit_s:.1f} s"]
         if sig == signal.SIGTERM:
@@ -160,16 +165,14 @@ async def process_fault(workdir: Path, sig: signal.Signals, avatar_dir: str) -> 
                 )
             if not _playable(workdir / "run1.mkv"):
                 lost.append("the recording of the stopped run is not playable")
-        after = rows(
-            workdir, "SELECT count(*) FROM chat_events WHERE text LIKE 'comment % before the fault%'"
-        )
-        if after[0][0] < logged[0][0]:
-            lost.append(f"chat log: {after[0][0]} of {logged[0][0]} logged comments left")
+        after = _logged_comments(workdir)
+        if after < logged:
+            lost.append(f"chat log: {after} of {logged} logged comments left")
         if not queued or not [r for r in _open_items(workdir) if QUEUED in str(r[2])]:
             lost.append(f"the queued {QUEUED} run is gone from the queue")
-        if _said(workdir)[: len(on_air_before)] != on_air_before:
+        if on_air_before[: len(said_before)] != said_before:
             lost.append("the on-air log changed")
-        notes.append(f"{logged[0][0]} comments logged, {len(on_air_before)} sentences said before the signal")
+        notes.append(f"{logged} comments logged, {len(on_air_before)} sentences said before the signal")
         # the restart: the talk resumes at the sentence that was on air, then the queued run
         second = Child(workdir, relay.url, llm_url, avatar_dir, 2)
         restarted = time.monotonic()
@@ -183,7 +186,8 @@ async def process_fault(workdir: Path, sig: signal.Signals, avatar_dir: str) -> 
             notes.append(f"resumed at the interrupted sentence {resumed[:30]!r}...")
         finally:
             second.stop()
-    shown = f"exit code {code}; on restart /healthz ok in the store's state"
+    expected = 0 if sig == signal.SIGTERM else -signal.SIGKILL
+    shown = f"exit code {code}, then a restart healthy on the same store" if code == expected else ""
     return Outcome(name, shown, exit_s, recovery, lost, notes="; ".join(notes))
 
 

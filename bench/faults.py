@@ -178,17 +178,14 @@ async def _tts_fault(st: Stage, mode: str, counter: str, fault: str) -> Outcome:
     app = st.show.app
     lines = ["First words while the voice server is broken.", "Second words, still broken."]
     before = await st.probe.metric(counter, engine="openai")
-    started = time.monotonic()
     await app.console.say(" ".join(lines), "next")
-    detected = await st.healthy("tts:openai", False, 30) if mode != "hang" else None
+    detected = await st.healthy("tts:openai", False, 30)
     lost = []
     for line in lines:
         try:
             await st.said(line, 30)
         except TimeoutError:
             lost.append(f"{line!r} never said")
-    if detected is None:
-        detected = time.monotonic() - started
     moved = await st.probe.metric(counter, engine="openai") - before
     st.speech.mode = "ok"
     healed = time.monotonic()
@@ -236,6 +233,10 @@ def _logged(st: Stage, text: str) -> bool:
     return bool(st.rows("SELECT 1 FROM chat_events WHERE text = ?", text))
 
 
+def _answers(st: Stage, first: str) -> list[tuple[object, ...]]:
+    return st.rows("SELECT seq FROM on_air WHERE text LIKE ?", first + "%")
+
+
 async def _llm_fault(st: Stage, mode: str, fault: str) -> Outcome:
     first = REPLY.split(",")[0]
     st.llm.mode = mode  # type: ignore[assignment]
@@ -256,9 +257,10 @@ async def _llm_fault(st: Stage, mode: str, fault: str) -> Outcome:
     await asyncio.sleep(max(0.0, 3.0 - (time.monotonic() - started)))
     st.llm.mode = "ok"
     healed = time.monotonic()
+    answers = len(_answers(st, first))
     await _comment(st, "ben", "And how much is it?")
     await st.healthy("llm", True, 30)
-    await st.said(first, 30)
+    await wait_for(lambda: _now(len(_answers(st, first)) > answers), 30, "an answer after the recovery")
     recovery = time.monotonic() - healed
     shown = f"/healthz llm not ok; llm_failures +{moved:g}" if moved >= 1 else ""
     return finish(st, Outcome(fault, shown, detected, recovery, lost))
@@ -432,8 +434,11 @@ async def avatar_corrupt(st: Stage) -> Outcome:
         shutil.copytree(root / app.cfg.avatar.name, broken, ignore=shutil.ignore_patterns(".cache"))
         healed = time.monotonic()
         await app.console.switch_avatar("faults-broken")
-        await asyncio.sleep(0.2)
-        recovery = time.monotonic() - healed if app.stages.avatar() == "faults-broken" else None
+        try:  # the render thread puts it on air at its next tick
+            await wait_for(lambda: _now(app.stages.avatar() == "faults-broken"), 10, "the healed avatar")
+            recovery: float | None = time.monotonic() - healed
+        except TimeoutError:
+            recovery = None
         return finish(st, Outcome("avatar file corrupted on a live switch", shown, detected, recovery, lost))
     finally:
         shutil.rmtree(broken, ignore_errors=True)

@@ -153,10 +153,12 @@ class Stages(Switchboard):
 def failing_component(stats: dict[str, Any]) -> dict[str, Any]:
     """A /healthz component for a service that fails call by call (a TTS engine, the LLM).
 
-    Not ok while its last calls failed; ok again at its first success.
+    Not ok while its last calls failed, ok again at its first success. It ``degrades`` the show (named
+    in /healthz's ``degraded``) without failing it: the show speaks through its fallbacks meanwhile.
     """
     failing = int(stats.get("failing", 0))
     component: dict[str, Any] = {"ok": failing == 0, "state": "failing" if failing else "ok"}
+    component["degrades"] = True
     if failing:
         component.update(failing=failing, error=stats.get("last_error", ""))
     return component
@@ -260,7 +262,7 @@ class Broadcaster:
             rtc_encoder=self.rtc_encoder,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._health_ticks = (0, 0.0)  # ticks at the last /healthz, and when (loop time)
+        self._health_ticks = (0, 0.0)  # the tick count last seen by /healthz, and when it last changed
         # everything built so far lives as long as the process: keep it out of the collector's scans,
         # which otherwise grow with it and cost the chat path a few percent
         gc.collect()
@@ -360,8 +362,10 @@ class Broadcaster:
     def _health(self) -> dict[str, dict[str, Any]]:
         """Each component's state for /healthz."""
         ticks = self.program.stats.ticks
-        then, self._health_ticks = self._health_ticks, (ticks, asyncio.get_running_loop().time())
-        moving = ticks > then[0] or (self._health_ticks[1] - then[1]) < 1.0
+        now = asyncio.get_running_loop().time()
+        if ticks != self._health_ticks[0]:
+            self._health_ticks = (ticks, now)
+        moving = now - self._health_ticks[1] < 1.0  # a tick within the last second, however often polled
         out: dict[str, dict[str, Any]] = {
             "program": {"ok": moving, "state": "ticking" if moving else "stalled", "ticks": ticks},
             "director": {

@@ -202,7 +202,11 @@ class ChatLog:
                         conn.executemany(_INSERT, batch)
                     except UnicodeEncodeError:  # written with the unencodable characters replaced
                         conn.execute("ROLLBACK TO batch")
-                        conn.executemany(_INSERT, [tuple(map(_encodable, row)) for row in batch])
+                        try:
+                            conn.executemany(_INSERT, [tuple(map(_encodable, row)) for row in batch])
+                        except _UNWRITABLE:
+                            conn.execute("ROLLBACK TO batch")
+                            failed.append(n)
                     except _UNWRITABLE:
                         conn.execute("ROLLBACK TO batch")
                         failed.append(n)

@@ -296,7 +296,7 @@ async def test_healthz_is_200_when_every_component_is_ok_and_503_otherwise() -> 
         status, _, body = await get(server.url + "healthz", auth)
         assert status == 503 and json.loads(body)["components"]["rtmp"]["ok"] is False
         status, _, body = await get(server.url + "healthz")  # a probe without the token: the verdict
-        assert status == 503 and json.loads(body) == {"ok": False}
+        assert status == 503 and json.loads(body) == {"ok": False, "degraded": False}
     async with running_server(health=boom) as server:
         status, _, body = await get(server.url + "healthz", auth)
         assert status == 503 and "health is ill" in json.loads(body)["components"]["health"]["error"]

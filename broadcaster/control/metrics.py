@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 Stats = Callable[[], Mapping[str, Any]]
 P = "broadcaster_"
 # the words an output's state starts with ("retrying in 4s" is "retrying"); each gets a 1/0 series
-OUTPUT_STATES = ("starting", "connecting", "live", "recording", "retrying", "crashed", "closed")
+OUTPUT_STATES = ("starting", "connecting", "live", "recording", "failing", "retrying", "crashed", "closed")
 FEED_STATES = ("idle", "connecting", "live", "backoff", "failed", "closed")
 
 

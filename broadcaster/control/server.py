@@ -55,6 +55,7 @@ CONTENT_TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css",
 }
+MAX_UNAUTHED = 4  # console connections at once that have not sent their token yet
 SECURITY_HEADERS = [
     (
         "Content-Security-Policy",
@@ -124,7 +125,7 @@ class ControlServer:
             )
         )
         self._preauthed: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
-        self._open: weakref.WeakSet[ServerConnection] = weakref.WeakSet()  # /ws and /mic, upgrading or open
+        self._open: set[ServerConnection] = set()  # /ws and /mic sessions open
         self._files = {f.name: f for f in DASHBOARD.iterdir() if f.suffix in CONTENT_TYPES}
         self._server: Server | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -218,9 +219,14 @@ class ControlServer:
             log.exception("control: the health check failed")
             error = redact_text(f"{type(exc).__name__}: {exc}")
             components["health"] = {"ok": False, "state": "error", "error": error}
-        ok = all(isinstance(c, Mapping) and c.get("ok") is True for c in components.values())
+        # a service the show falls back from (a TTS engine, the LLM) degrades it: named, not a 503,
+        # since a restart would not bring it back and the room is still on air
+        failing = [k for k, c in components.items() if not (isinstance(c, Mapping) and c.get("ok") is True)]
+        degraded = [k for k in failing if isinstance(c := components[k], Mapping) and c.get("degrades")]
+        ok = len(failing) == len(degraded)
         return ok, {
             "ok": ok,
+            "degraded": degraded,
             "uptime_s": round(time.monotonic() - self._started, 1),
             "components": components,
         }
@@ -242,10 +248,12 @@ class ControlServer:
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:  # noqa: PLR0911 (routes)
         address = client_address(connection)
-        if not self.addresses.connect(address):
+        url = urlsplit(request.path)
+        # a bare liveness probe is never rate-limited: a 429 would read as "dead" and restart the show
+        probe = url.path == "/healthz" and self._bearer(request) is None
+        if not probe and not self.addresses.connect(address):
             self.counts["rate_limited"] += 1
             return response(http.HTTPStatus.TOO_MANY_REQUESTS, b"too many requests\n", "text/plain")
-        url = urlsplit(request.path)
         hosts = request.headers.get_all("Host")
         if len(hosts) > 1 or (is_loopback(self.cfg.host) and not _local_host(hosts[0] if hosts else "")):
             # a page on another site that rebinds its name to 127.0.0.1 must not read the console
@@ -291,7 +299,11 @@ class ControlServer:
                 self.auth_failed(address)
                 return response(http.HTTPStatus.UNAUTHORIZED, b"wrong token\n", "text/plain")
             self._preauthed.add(connection)
-        self._open.add(connection)
+        elif sum(not s.authed for s in self.sessions) >= MAX_UNAUTHED:
+            # without a token yet (it comes in the first message): a few at a time, so connections
+            # that never authenticate cannot hold every console slot
+            self.counts["refused"] += 1
+            return response(http.HTTPStatus.SERVICE_UNAVAILABLE, b"too many unauthenticated\n", "text/plain")
         return None
 
     def _healthz(self, request: Request, address: str) -> Response:
@@ -304,7 +316,8 @@ class ControlServer:
             if refused is not None:
                 return refused
             return response(status, orjson.dumps(body, default=str), "application/json")
-        return response(status, orjson.dumps({"ok": ok}), "application/json")
+        brief = {"ok": ok, "degraded": bool(body["degraded"])}
+        return response(status, orjson.dumps(brief), "application/json")
 
     def _http_auth(self, request: Request, address: str, *, required: bool) -> Response | None:
         """None when the request may see what it asked for, else the refusal (401 or 429)."""
@@ -366,6 +379,7 @@ class ControlServer:
     # -- WebSocket ------------------------------------------------------------------------------------
 
     async def _session(self, ws: ServerConnection) -> None:
+        self._open.add(ws)  # counted once its handshake succeeded: a failed upgrade holds no slot
         try:
             if ws.request is not None and urlsplit(ws.request.path).path == "/mic":
                 await self._mic(ws)

@@ -149,7 +149,7 @@ class Director:
         if self.live is not None and below is None:  # it cut everything on its way in: never nested
             airing, self.live = self.live, None
             return airing
-        if self.host is not None and limit > 0:
+        if self.host is not None and limit > 0 and self.host.not_before <= time.monotonic():
             candidate, self.host = self.host, None
             return Airing("moderator", candidate=candidate)
         now = now_ms()

@@ -11,9 +11,10 @@ shows at such a level:
 - **offset**: a mean far from zero (text read as samples is mostly positive);
 - **full scale**: a level over -4 dBFS RMS (speech sits around -20; clipping TTS rarely passes -8).
 
-The start of a sentence is judged on noise from its first 40 ms, before it airs. Float samples outside
-[-4, 4] or not finite are garbage at once, and a sentence whose audio runs past ``10 s + 1 s`` per
-character of its text is cut off as a runaway.
+Within a quarter second, what has come so far is judged on noise once it is 40 ms long: an answer
+shorter than that airs unjudged (a click at worst), and level and offset wait for the quarter second.
+Float samples outside [-4, 4] or not finite are garbage at once, and a sentence whose audio runs
+past ``10 s + 1 s`` per character of its text is cut off as a runaway.
 """
 
 from __future__ import annotations
@@ -39,21 +40,23 @@ class GarbageAudio(Exception):
 
 
 def as_mono_float(pcm: np.ndarray) -> np.ndarray:
-    """Samples as mono float64 in [-1, 1] for integer input; floats are kept as they are."""
+    """Samples as mono float64: integers scaled to [-1, 1], floats kept as they are."""
     data = np.asarray(pcm)
-    if data.ndim == 2:
+    if data.dtype.kind == "i":
+        data = data.astype(np.float64) / float(-np.iinfo(data.dtype).min)
+    elif data.dtype.kind == "u":
+        info = np.iinfo(data.dtype)
+        middle = (int(info.max) + 1) / 2
+        data = (data.astype(np.float64) - middle) / middle
+    elif data.dtype.kind == "f":
+        data = data.astype(np.float64)
+    else:
+        raise GarbageAudio(f"samples of type {data.dtype}")
+    if data.ndim == 2:  # (samples, channels), or (channels, samples) from some engines
         data = data.mean(axis=1) if data.shape[1] <= 2 else data.mean(axis=0)
     if data.ndim != 1:
         raise GarbageAudio(f"samples shaped {np.shape(pcm)}")
-    if data.dtype.kind == "i":
-        return data.astype(np.float64) / float(-np.iinfo(data.dtype).min)
-    if data.dtype.kind == "u":
-        info = np.iinfo(data.dtype)
-        middle = (int(info.max) + 1) / 2
-        return (data.astype(np.float64) - middle) / middle
-    if data.dtype.kind == "f":
-        return data.astype(np.float64)
-    raise GarbageAudio(f"samples of type {data.dtype}")
+    return data
 
 
 def judge(window: np.ndarray, whole: bool = True) -> str | None:

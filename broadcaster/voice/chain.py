@@ -134,7 +134,7 @@ class TtsChain:
                 stats.failing += 1
                 stats.last_error = str(exc)[:300]
                 if stats.failing >= REST_AFTER:
-                    rest = min(REST_MAX_S, REST_S * 2 ** (stats.failing - REST_AFTER))
+                    rest = min(REST_MAX_S, REST_S * 2.0 ** min(stats.failing - REST_AFTER, 8))
                     stats.resting_until = time.monotonic() + rest
                 errors.append(f"{engine.name}: {exc}")
                 nxt = engines[position + 1].name if position + 1 < len(engines) else None
@@ -181,11 +181,7 @@ class TtsChain:
                     raise
                 except Exception as exc:  # an engine's bug must not stop the show
                     raise TtsError(f"{type(exc).__name__}: {exc}") from exc
-                try:
-                    guard.check(chunk.pcm, chunk.rate)
-                except GarbageAudio as exc:
-                    stats.garbage += 1
-                    raise TtsError(f"it returned garbage audio: {exc}") from exc
+                _judged(guard, chunk, stats)
                 if first:
                     stats.first_audio.add((time.monotonic() - started) * 1000)
                     first = False
@@ -195,3 +191,12 @@ class TtsChain:
             if close is not None:
                 with contextlib.suppress(Exception):
                     await close()
+
+
+def _judged(guard: AudioGuard, chunk: TtsChunk, stats: EngineStats) -> None:
+    """Check a chunk with the sentence's ``AudioGuard``; garbage is the engine's ``TtsError``."""
+    try:
+        guard.check(chunk.pcm, chunk.rate)
+    except GarbageAudio as exc:
+        stats.garbage += 1
+        raise TtsError(f"it returned garbage audio: {exc}") from exc

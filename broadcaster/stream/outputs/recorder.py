@@ -109,9 +109,9 @@ class Recorder(PacketOutput):
                     self.fail(f"cannot write: {exc}; retrying at the next keyframe")
                     if muxer is not None:
                         self._close_quietly(muxer)
-                    if not self._recording and self.files:  # nothing went into it: no empty file left
-                        with contextlib.suppress(OSError):
-                            self.files.pop().unlink()
+                        if not self._recording:  # this segment opened but took nothing: no empty file
+                            with contextlib.suppress(OSError):
+                                self.files.pop().unlink()
                     muxer = None
                     index += 1
                     if self.wait(1.0):

@@ -107,11 +107,13 @@ def redact_url(url: str) -> str:
         return "***"
     netloc = parts.netloc.rsplit("@", 1)[-1]
     pairs = parse_qsl(parts.query, keep_blank_values=True)
-    query = "&".join(f"{k}={'***' if _SECRET_KEY.search(k) else v}" for k, v in pairs)
+    stream = parts.scheme.lower() in STREAM_KEY_SCHEMES
+    # a stream URL's query is part of its key (Facebook's ?s_bl=...&a=...): every value is masked
+    query = "&".join(f"{k}={'***' if stream or _SECRET_KEY.search(k) else v}" for k, v in pairs)
     path = parts.path
-    if parts.scheme.lower() in STREAM_KEY_SCHEMES:
+    if stream:
         app, _, key = path.lstrip("/").partition("/")
-        path = f"/{app}/***" if key else path
+        path = f"/{app}/***" if key else ("/***" if app else path)  # rtmp://host/KEY: all of it
     return urlunsplit(parts._replace(netloc=netloc, query=query, path=path))
 
 
