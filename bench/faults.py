@@ -458,8 +458,8 @@ def table(outcomes: list[Outcome]) -> str:
         return "-" if value is None else f"{value:.2f}"
 
     lines = [
-        "| fault | shown | detected s | recovery s | lost | late p99/max ms | repeats |",
-        "|---|---|---|---|---|---|---|",
+        "| fault | shown | detected s | recovery s | lost | late p99/max ms | repeats | notes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         lost = "; ".join(o.lost) or "nothing"

@@ -42,8 +42,9 @@ from websockets.asyncio.client import ClientConnection, connect
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.soak_media import NginxRtmp, free_port, nginx_available, recording_offset  # noqa: E402
+from bench.soak_media import nginx_available, recording_offset  # noqa: E402
 from bench.soak_watch import Watch, growth_per_hour, http_get, tick_rate  # noqa: E402
+from tests.conftest import NginxRtmp, free_port  # noqa: E402
 from tests.json_relay_server import JsonRelay, douyin_chat_frames  # noqa: E402
 
 FPS = 25

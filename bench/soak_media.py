@@ -1,7 +1,7 @@
-"""The soak benchmark's media side: a real nginx-rtmp on loopback, and what a recording says about A/V.
+"""The soak benchmark's media side: whether nginx-rtmp is here, and what a recording says about A/V.
 
-``NginxRtmp`` runs Debian's nginx with the RTMP module (``daemon off``, its own prefix in a work folder)
-recording every published stream, so the soak proves the push arrived. ``recording_offset`` decodes a
+The soak pushes to the tests' ``NginxRtmp`` (recording every published stream, so the push is proved
+to have arrived) and stops it gracefully to close its recording. ``recording_offset`` decodes a
 recorded file with PyAV and measures, in audio samples, where its audio ends against where its video
 ends: on one program clock the two must end on the same tick boundary.
 """
@@ -9,10 +9,6 @@ ends: on one program clock the two must end on the same tick boundary.
 from __future__ import annotations
 
 import shutil
-import signal
-import socket
-import subprocess
-import time
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -20,83 +16,12 @@ from typing import Any
 
 import av
 
-RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now (on loopback)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import RTMP_MODULE
 
 
 def nginx_available() -> bool:
     """Whether nginx and its RTMP module are installed."""
     return shutil.which("nginx") is not None and RTMP_MODULE.exists()
-
-
-class NginxRtmp:
-    """nginx with the RTMP module on a free loopback port, recording what is published to ``url``."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.record_dir = workdir / "rec"
-        self.record_dir.mkdir(parents=True, exist_ok=True)
-        (workdir / "logs").mkdir(exist_ok=True)
-        self.conf = workdir / "nginx.conf"
-        self.conf.write_text(
-            f"load_module {RTMP_MODULE};\n"
-            "daemon off;\nmaster_process off;\n"
-            f"error_log {workdir}/logs/error.log warn;\npid {workdir}/nginx.pid;\n"
-            "events { worker_connections 64; }\n"
-            "rtmp { server {\n"
-            f"  listen 127.0.0.1:{self.port};\n"
-            "  application live { live on; record all; "
-            f"record_path {self.record_dir}; record_unique on; }}\n"
-            "} }\n"
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """Where to publish."""
-        return f"rtmp://127.0.0.1:{self.port}/live/soak"
-
-    def start(self, timeout_s: float = 10.0) -> None:
-        """Start nginx and wait until it accepts connections."""
-        self.process = subprocess.Popen(
-            ["nginx", "-p", str(self.workdir), "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("nginx did not start listening")
-
-    def stop(self) -> None:
-        """Stop nginx (gracefully, so the recording is closed), killing it if it lingers."""
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGQUIT)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    def recordings(self) -> list[Path]:
-        """The non-empty FLV files it recorded, oldest first."""
-        return sorted(
-            (p for p in self.record_dir.glob("*.flv") if p.stat().st_size > 0),
-            key=lambda p: p.stat().st_mtime,
-        )
 
 
 @dataclass

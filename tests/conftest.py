@@ -107,6 +107,18 @@ http {{
             time.sleep(0.05)
         raise RuntimeError("nginx did not start listening")
 
+    def stop(self) -> None:
+        """Stop gracefully (SIGQUIT: the recordings are closed), killing it if it lingers."""
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGQUIT)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
     def kill(self) -> None:
         if self.process is not None:
             self.process.kill()
